@@ -1,0 +1,100 @@
+/**
+ * Command-line flags: parsing and the help text. Flags override the configuration file; a bad
+ * flag is a {@link ConfigError} naming the flag, printed as one line before exiting with 2.
+ */
+
+import { parseArgs } from "node:util";
+import { ConfigError, type LogLevel, parseLogLevel, parsePort } from "./config.ts";
+
+/** gatecast's version, printed by `--version`. */
+export const VERSION = "0.1.0";
+
+/** What the flags asked for. */
+export interface Flags {
+  /** `--config FILE`. */
+  readonly config?: string;
+  /** `--port N`. */
+  readonly port?: number;
+  /** `--host ADDR`. */
+  readonly host?: string;
+  /** `--log-level LEVEL`. */
+  readonly logLevel?: LogLevel;
+  /** `--demo`: serve the embedded demo plant. */
+  readonly demo: boolean;
+  /** `--help`. */
+  readonly help: boolean;
+  /** `--version`. */
+  readonly version: boolean;
+}
+
+/** The text printed by `--help`. */
+export const HELP = `gatecast ${VERSION}: a WebSocket push server for MySQL device readings
+
+Usage:
+  gatecast --config gatecast.json [--port 4053] [--host 0.0.0.0] [--log-level info]
+  gatecast --demo [--port 4053]
+  gatecast --help | --version
+
+Flags:
+  --config FILE      configuration file (JSON); see config.example.json
+  --port N           port to listen on (overrides "port"; 0 picks a free port)
+  --host ADDR        address to listen on (overrides "host")
+  --log-level LEVEL  debug, info, warn or error (overrides "logLevel")
+  --demo             serve an embedded demo plant (SQLite in memory, values change every second)
+  --help             print this text
+  --version          print the version
+
+Protocol: docs/protocol.md. Exit status 2 means a bad flag or configuration value.
+`;
+
+/**
+ * Parses the command line.
+ *
+ * @example
+ * ```ts
+ * parseFlags(["--config", "gatecast.json", "--port", "4053"]);
+ * ```
+ * @throws {ConfigError} naming the flag at fault.
+ */
+export function parseFlags(args: string[]): Flags {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: "string" },
+        port: { type: "string" },
+        host: { type: "string" },
+        "log-level": { type: "string" },
+        demo: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+        version: { type: "boolean", default: false },
+      },
+    });
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    // node:util names the flag in quotes ('--bogus', '--port <value>'); keep its first sentence.
+    const flag = /'(-[^' ]+)/.exec(message)?.[1] ?? "(flags)";
+    throw new ConfigError(flag, message.split(". ")[0].replace(/\.$/, "") + "; see --help");
+  }
+  const v = parsed.values;
+  const flags: Flags = {
+    config: v.config,
+    port: v.port === undefined ? undefined : parsePort("--port", v.port),
+    host: v.host,
+    logLevel: v["log-level"] === undefined ? undefined : parseLogLevel("--log-level", v["log-level"]),
+    demo: v.demo ?? false,
+    help: v.help ?? false,
+    version: v.version ?? false,
+  };
+  if (!flags.help && !flags.version && !flags.config && !flags.demo) {
+    throw new ConfigError("--config", "is required (or --demo); see --help");
+  }
+  if (flags.config && flags.demo) {
+    throw new ConfigError("--demo", "cannot be combined with --config");
+  }
+  if (flags.host === "") throw new ConfigError("--host", "expected an address, got an empty string");
+  return flags;
+}

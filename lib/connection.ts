@@ -1,0 +1,289 @@
+/**
+ * One client connection: reads its frames, keeps its subscriptions, and guards its send
+ * buffer. The first frame decides the mode: a v1 frame (or the `gatecast.v1` subprotocol)
+ * makes a v1 connection; the seed's subscription makes a legacy one.
+ *
+ * Deno's `socket.send` never blocks, so a client that stops reading would grow the server's
+ * memory without bound. {@link Connection.admit} watches `bufferedAmount` instead: over the
+ * soft limit frames are held back, over the hard limit (or soft for too long) the client is
+ * closed with {@link CloseCode.SLOW_CONSUMER}.
+ */
+
+import type { Config } from "./config.ts";
+import { welcome } from "./fanout.ts";
+import type { Logger } from "./log.ts";
+import type { Metrics } from "./metrics.ts";
+import {
+  ackFrame,
+  type ClientFrame,
+  CloseCode,
+  ErrorCode,
+  errorFrame,
+  type FrameId,
+  parseClientFrame,
+  pongFrame,
+  ProtocolError,
+} from "./protocol.ts";
+import { LegacyFrameError, type LegacySubscription } from "./legacy.ts";
+import type { Peer, Registry, Subscription } from "./registry.ts";
+import { parseTopic, TopicError, topicKey, type TopicName } from "./topic.ts";
+
+/** What a connection needs from the rest of the server. */
+export interface ConnectionContext {
+  /** Limits and settings. */
+  readonly config: Config;
+  /** Topics and subscribers. */
+  readonly registry: Registry;
+  /** Handle names that exist. */
+  readonly handles: ReadonlySet<string>;
+  /** Counters. */
+  readonly metrics: Metrics;
+  /** Logs. */
+  readonly logger: Logger;
+}
+
+/** How long a client may stay over the soft send-buffer limit before it is dropped. */
+export const SLOW_CLIENT_GRACE_MS = 10_000;
+
+let nextId = 1;
+
+/** A WebSocket client of either protocol. */
+export class Connection implements Peer {
+  /** Process-unique id, for logs. */
+  readonly id = nextId++;
+  private mode: "undecided" | "v1" | "legacy";
+  private readonly subscriptions = new Map<string, Subscription>();
+  private overSoftSince = 0;
+  private closed = false;
+  private warnedConfig = false;
+
+  /**
+   * @param socket the upgraded WebSocket
+   * @param context the server's shared parts
+   * @param v1 whether the client offered the `gatecast.v1` subprotocol
+   * @param remote the client's address, for logs
+   */
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly context: ConnectionContext,
+    v1: boolean,
+    private readonly remote: string,
+  ) {
+    this.mode = v1 ? "v1" : "undecided";
+    socket.onmessage = (event) => this.receive(event.data);
+    // onclose can fire more than once; closing is idempotent.
+    socket.onclose = () => this.release();
+    socket.onerror = () => this.release();
+  }
+
+  /** Number of topics held. */
+  get subscriptionCount(): number {
+    return this.subscriptions.size;
+  }
+
+  /** Implements {@link Peer.admit}: checks the send buffer before a frame. */
+  admit(): "send" | "skip" | "dropped" {
+    if (this.closed) return "dropped";
+    const buffered = this.socket.bufferedAmount;
+    const { sendBufferSoftBytes, sendBufferHardBytes } = this.context.config;
+    if (buffered <= sendBufferSoftBytes) {
+      this.overSoftSince = 0;
+      return "send";
+    }
+    const now = Date.now();
+    if (this.overSoftSince === 0) this.overSoftSince = now;
+    if (buffered > sendBufferHardBytes || now - this.overSoftSince > SLOW_CLIENT_GRACE_MS) {
+      this.context.metrics.inc("gatecast_clients_dropped_total", "Clients closed by the server, by reason.", {
+        reason: "slow",
+      });
+      this.context.logger.warn("dropping slow client", { conn: this.id, remote: this.remote, buffered });
+      this.close(CloseCode.SLOW_CONSUMER, "client is not reading its frames");
+      return "dropped";
+    }
+    return "skip";
+  }
+
+  /** Implements {@link Peer.send}. */
+  send(text: string): void {
+    if (this.closed || this.socket.readyState !== WebSocket.OPEN) return;
+    this.socket.send(text);
+    this.context.metrics.inc("gatecast_frames_sent_total", "Frames sent to clients.");
+    this.context.metrics.inc(
+      "gatecast_sent_bytes_total",
+      "Characters of frames sent to clients (bytes for ASCII).",
+      {},
+      text.length,
+    );
+  }
+
+  /** Closes the socket with a code and reason and releases every subscription. */
+  close(code: number, reason: string): void {
+    if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) {
+      try {
+        this.socket.close(code, reason.slice(0, 120));
+      } catch {
+        // already closing
+      }
+    }
+    this.release();
+  }
+
+  /** Releases every subscription; safe to call more than once. */
+  private release(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const subscription of this.subscriptions.values()) this.context.registry.unsubscribe(subscription);
+    this.subscriptions.clear();
+    this.context.logger.debug("connection closed", { conn: this.id, remote: this.remote });
+  }
+
+  private receive(data: unknown): void {
+    if (this.closed) return;
+    if (typeof data !== "string") {
+      const size = data instanceof ArrayBuffer ? data.byteLength : data instanceof Blob ? data.size : 0;
+      if (size > this.context.config.maxFrameBytes) return this.tooBig(size);
+      return this.reject(
+        new ProtocolError(ErrorCode.BAD_FRAME, "binary frames are not accepted; send UTF-8 JSON text frames"),
+      );
+    }
+    // A string's length is at most its UTF-8 byte length, and at least a third of it.
+    if (
+      data.length > this.context.config.maxFrameBytes ||
+      (data.length * 3 > this.context.config.maxFrameBytes &&
+        new TextEncoder().encode(data).length > this.context.config.maxFrameBytes)
+    ) {
+      return this.tooBig(data.length);
+    }
+    let frame: ClientFrame;
+    try {
+      frame = parseClientFrame(data);
+    } catch (error) {
+      if (error instanceof ProtocolError || error instanceof LegacyFrameError) return this.reject(error);
+      throw error;
+    }
+    if (frame.type === "legacy") return this.legacySubscribe(frame.subscription);
+    if (this.mode === "legacy") {
+      return this.close(CloseCode.POLICY_VIOLATION, "a legacy connection takes only seed subscriptions");
+    }
+    this.mode = "v1";
+    if (frame.type === "ping") return this.send(pongFrame(frame.id));
+    if (frame.type === "subscribe") return this.subscribe(frame.topic, frame.id);
+    return this.unsubscribe(frame.topic, frame.id);
+  }
+
+  private tooBig(size: number): void {
+    this.context.metrics.inc("gatecast_clients_dropped_total", "Clients closed by the server, by reason.", {
+      reason: "frame_too_big",
+    });
+    this.close(
+      CloseCode.MESSAGE_TOO_BIG,
+      `frame of ${size} bytes is over the ${this.context.config.maxFrameBytes}-byte limit`,
+    );
+  }
+
+  private reject(error: ProtocolError | LegacyFrameError): void {
+    this.context.metrics.inc("gatecast_client_errors_total", "Error frames sent to clients, by code.", {
+      code: error instanceof ProtocolError ? error.code : "LEGACY",
+    });
+    if (this.mode === "legacy" || error instanceof LegacyFrameError) {
+      // Old clients cannot read error frames: tell them with the close reason.
+      return this.close(CloseCode.POLICY_VIOLATION, error.message);
+    }
+    this.send(errorFrame(error.code, error.message, error.id));
+  }
+
+  /** Validates a topic against the configuration; throws a ProtocolError naming what is wrong. */
+  private resolveTopic(topic: unknown, id: FrameId | undefined): TopicName {
+    let name: TopicName;
+    try {
+      name = parseTopic(topic);
+    } catch (error) {
+      if (error instanceof TopicError) throw new ProtocolError(ErrorCode.BAD_TOPIC, error.message, id);
+      throw error;
+    }
+    if (!Object.hasOwn(this.context.config.databases, name.db)) {
+      throw new ProtocolError(ErrorCode.UNKNOWN_DB, `no database '${name.db}' is configured`, id);
+    }
+    if (!this.context.handles.has(name.handle)) {
+      throw new ProtocolError(
+        ErrorCode.UNKNOWN_HANDLE,
+        `no handle '${name.handle}'; known handles: ${[...this.context.handles].join(", ")}`,
+        id,
+      );
+    }
+    return name;
+  }
+
+  private subscribe(topic: unknown, id: FrameId | undefined): void {
+    try {
+      const name = this.resolveTopic(topic, id);
+      let subscription = this.subscriptions.get(name.key);
+      if (!subscription) {
+        if (this.subscriptions.size >= this.context.config.maxSubscriptionsPerConnection) {
+          throw new ProtocolError(
+            ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+            `a connection may hold at most ${this.context.config.maxSubscriptionsPerConnection} subscriptions`,
+            id,
+          );
+        }
+        subscription = this.context.registry.subscribe(name, this, false);
+        this.subscriptions.set(name.key, subscription);
+      }
+      this.send(ackFrame("subscribed", name.key, id));
+      welcome(subscription);
+    } catch (error) {
+      if (error instanceof ProtocolError) return this.reject(error);
+      throw error;
+    }
+  }
+
+  private unsubscribe(topic: unknown, id: FrameId | undefined): void {
+    try {
+      const name = this.resolveTopic(topic, id);
+      const subscription = this.subscriptions.get(name.key);
+      if (!subscription) {
+        throw new ProtocolError(ErrorCode.NOT_SUBSCRIBED, `not subscribed to '${name.key}'`, id);
+      }
+      this.subscriptions.delete(name.key);
+      this.context.registry.unsubscribe(subscription);
+      this.send(ackFrame("unsubscribed", name.key, id));
+    } catch (error) {
+      if (error instanceof ProtocolError) return this.reject(error);
+      throw error;
+    }
+  }
+
+  private legacySubscribe(request: LegacySubscription): void {
+    if (this.mode === "v1") {
+      return this.reject(
+        new ProtocolError(
+          ErrorCode.MODE_MISMATCH,
+          'seed-style subscriptions are not accepted on a v1 connection; send {"type":"subscribe",...}',
+        ),
+      );
+    }
+    this.mode = "legacy";
+    if (request.sentConfig && !this.warnedConfig) {
+      this.warnedConfig = true;
+      this.context.logger.info("legacy client sent database settings in 'config'; ignored", {
+        conn: this.id,
+        remote: this.remote,
+      });
+    }
+    const { db, handle, unitId } = request;
+    if (!Object.hasOwn(this.context.config.databases, db)) {
+      return this.close(CloseCode.POLICY_VIOLATION, `no database '${db}' is configured`);
+    }
+    if (!this.context.handles.has(handle)) {
+      return this.close(CloseCode.POLICY_VIOLATION, `no handle '${handle}'`);
+    }
+    const key = topicKey(db, handle, unitId);
+    if (this.subscriptions.has(key)) return;
+    if (this.subscriptions.size >= this.context.config.maxSubscriptionsPerConnection) {
+      return this.close(CloseCode.POLICY_VIOLATION, "too many subscriptions");
+    }
+    const subscription = this.context.registry.subscribe({ db, handle, unitId, key }, this, true);
+    this.subscriptions.set(key, subscription);
+    welcome(subscription);
+  }
+}

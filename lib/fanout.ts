@@ -1,0 +1,138 @@
+/**
+ * Fan-out: turns a topic's new poll into frames and sends them to its subscribers.
+ *
+ * The expensive part of a frame (the JSON of points or changes) is serialized once per topic
+ * per tick; only the per-connection `seq` differs, so each distinct `seq` gets one string,
+ * shared by every subscriber at that `seq`. A subscriber that is behind (its send buffer over
+ * the soft limit) gets no intermediate updates and, once drained, one fresh snapshot.
+ */
+
+import { diffPoints, type Point, toLegacyPoint, toV1Point } from "./point.ts";
+import { staleFrame } from "./protocol.ts";
+import type { Subscription, Topic } from "./registry.ts";
+
+/** Builds `snapshot`/`update` frames for one topic and tick, one string per `seq`. */
+class FrameCache {
+  private readonly bySeq = new Map<number, string>();
+  constructor(private readonly head: string, private readonly tail: string) {}
+  frame(seq: number): string {
+    let text = this.bySeq.get(seq);
+    if (text === undefined) {
+      text = this.head + seq + this.tail;
+      this.bySeq.set(seq, text);
+    }
+    return text;
+  }
+}
+
+function snapshotFrames(topic: Topic): FrameCache {
+  topic.pointsJson ??= JSON.stringify(topic.points!.map(toV1Point));
+  return new FrameCache(
+    `{"type":"snapshot","topic":${topic.keyJson},"seq":`,
+    `,"ts":${topic.ts},"points":${topic.pointsJson}}`,
+  );
+}
+
+function legacyArray(topic: Topic): string {
+  return topic.legacyJson ??= JSON.stringify(topic.points!.map(toLegacyPoint));
+}
+
+/** Sends a frame when the peer admits it; returns whether it was sent. */
+function offer(subscription: Subscription, frames: FrameCache): boolean {
+  const admitted = subscription.peer.admit();
+  if (admitted !== "send") return false;
+  subscription.peer.send(frames.frame(++subscription.seq));
+  return true;
+}
+
+/**
+ * Publishes a good poll of a topic: a snapshot to subscribers owed one (new, recovering from
+ * `stale`, drained after being slow, or all of them when the point set changed), an update with
+ * the changed points to the others, nothing when nothing changed; legacy subscribers get the
+ * whole array every time, as the seed sent it.
+ */
+export function publishPoll(topic: Topic, points: readonly Point[], now: number): void {
+  const previous = topic.points;
+  const delta = previous === undefined || topic.stale !== undefined
+    ? { kind: "reshaped" as const }
+    : diffPoints(previous, points);
+  topic.stale = undefined;
+  if (delta.kind !== "unchanged") {
+    topic.points = points;
+    topic.ts = now;
+    topic.pointsJson = undefined;
+    topic.legacyJson = undefined;
+  }
+  if (delta.kind === "reshaped") {
+    for (const subscription of topic.subscriptions) if (!subscription.legacy) topic.owed.add(subscription);
+  }
+  let snapshots: FrameCache | undefined;
+  if (topic.owed.size > 0) {
+    snapshots = snapshotFrames(topic);
+    for (const subscription of topic.owed) {
+      if (offer(subscription, snapshots)) topic.owed.delete(subscription);
+    }
+  }
+  if (delta.kind === "changed") {
+    const updates = new FrameCache(
+      `{"type":"update","topic":${topic.keyJson},"seq":`,
+      `,"ts":${now},"changes":${JSON.stringify(delta.changes)}}`,
+    );
+    for (const subscription of topic.subscriptions) {
+      if (subscription.legacy || topic.owed.has(subscription) || subscription.seq === 0) continue;
+      // A held-back update means this subscriber now needs a snapshot to catch up.
+      if (!offer(subscription, updates)) topic.owed.add(subscription);
+    }
+  }
+  sendLegacyArrays(topic);
+}
+
+function sendLegacyArrays(topic: Topic): void {
+  let array: string | undefined;
+  for (const subscription of topic.subscriptions) {
+    if (!subscription.legacy || subscription.peer.admit() !== "send") continue;
+    array ??= legacyArray(topic);
+    subscription.peer.send(array);
+  }
+}
+
+/**
+ * Marks a topic stale after a failed poll: v1 subscribers get one `stale` frame per outage and
+ * are owed a fresh snapshot when the database recovers. Legacy clients get nothing (they cannot
+ * read frames other than arrays).
+ */
+export function publishStale(topic: Topic, message: string): void {
+  if (topic.stale !== undefined) return;
+  topic.stale = message;
+  const frame = staleFrame(topic.name.key, message);
+  for (const subscription of topic.subscriptions) {
+    if (subscription.legacy) continue;
+    topic.owed.add(subscription);
+    if (subscription.peer.admit() === "send") subscription.peer.send(frame);
+  }
+}
+
+/**
+ * Serves a new subscription from the topic's cached state, with no query: a snapshot (v1) or
+ * the array (legacy) when the topic has been polled, a `stale` frame when its database is
+ * failing, nothing when its first poll is still running (that poll will send it). Also serves
+ * a repeated `subscribe` of the same topic: `seq` starts over at 1.
+ */
+export function welcome(subscription: Subscription): void {
+  const topic = subscription.topic;
+  if (!subscription.legacy) {
+    // Subscribing again starts the topic's numbering over, with a fresh snapshot.
+    subscription.seq = 0;
+    topic.owed.add(subscription);
+  }
+  if (topic.stale !== undefined) {
+    if (!subscription.legacy) subscription.peer.send(staleFrame(topic.name.key, topic.stale));
+    return;
+  }
+  if (topic.points === undefined) return;
+  if (subscription.legacy) {
+    subscription.peer.send(legacyArray(topic));
+  } else if (offer(subscription, snapshotFrames(topic))) {
+    topic.owed.delete(subscription);
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * The poller: one `setInterval` drives every poll. Each tick, every (database, handle) group
+ * with subscribers is fetched with ONE handle call for all of its units (a bounded number of
+ * queries), and the result is fanned out to each topic.
+ *
+ * A group's poll never overlaps its previous one: a tick that finds it still running is
+ * skipped and counted. A new topic asks for an immediate poll of its group instead of waiting
+ * for the tick. A failing database marks its own topics stale; nothing else is affected and
+ * no error ends the loop.
+ */
+
+import type { Handle } from "./handle.ts";
+import type { Logger } from "./log.ts";
+import type { Metrics } from "./metrics.ts";
+import { publishPoll, publishStale } from "./fanout.ts";
+import type { Registry, TopicGroup } from "./registry.ts";
+import type { Source } from "./source.ts";
+
+/** The poll state of one database, for `/healthz`. */
+export interface DatabaseHealth {
+  /** Time of the last successful query, ms since the epoch (0: never). */
+  lastGoodPoll: number;
+  /** The last failure's message while failing, else `undefined`. */
+  error: string | undefined;
+}
+
+interface GroupState {
+  running: boolean;
+  /** A poll was asked for while one was running: run again when it ends. */
+  again: boolean;
+}
+
+/** Polls the registry's groups on an interval. */
+export class Poller {
+  /** Health per configured database. */
+  readonly health = new Map<string, DatabaseHealth>();
+  private readonly groupStates = new Map<string, GroupState>();
+  private readonly probing = new Set<string>();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
+
+  /**
+   * @param registry the topics to poll
+   * @param sources databases by code
+   * @param handles handles by name
+   * @param intervalMs the tick interval
+   * @param metrics where ticks, skips and queries are counted
+   * @param logger where failures and recoveries are logged
+   */
+  constructor(
+    private readonly registry: Registry,
+    private readonly sources: ReadonlyMap<string, Source>,
+    private readonly handles: ReadonlyMap<string, Handle>,
+    private readonly intervalMs: number,
+    private readonly metrics: Metrics,
+    private readonly logger: Logger,
+  ) {
+    for (const code of sources.keys()) this.health.set(code, { lastGoodPoll: 0, error: undefined });
+  }
+
+  /** Starts ticking. */
+  start(): void {
+    this.timer ??= setInterval(() => this.tick(), this.intervalMs);
+  }
+
+  /** Stops ticking and waits for polls under way to end. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Polls a group now (a topic was added), or right after its running poll ends. */
+  pollNow(group: TopicGroup): void {
+    const state = this.stateOf(group.key);
+    if (state.running) state.again = true;
+    else this.track(this.poll(group, state));
+  }
+
+  /** One tick: poll every group with subscribers; probe databases that have none. */
+  tick(): void {
+    this.metrics.inc("gatecast_ticks_total", "Poll ticks run.");
+    const active = new Set<string>();
+    for (const group of this.registry.groups()) {
+      active.add(group.db);
+      const state = this.stateOf(group.key);
+      if (state.running) {
+        this.metrics.inc(
+          "gatecast_ticks_skipped_total",
+          "Group polls skipped because the previous one was still running.",
+          {
+            db: group.db,
+            handle: group.handle,
+          },
+        );
+        continue;
+      }
+      this.track(this.poll(group, state));
+    }
+    for (const key of this.groupStates.keys()) {
+      if (!this.registry.group(key) && !this.groupStates.get(key)!.running) this.groupStates.delete(key);
+    }
+    for (const code of this.sources.keys()) {
+      if (!active.has(code) && !this.probing.has(code)) this.track(this.probe(code));
+    }
+  }
+
+  private stateOf(key: string): GroupState {
+    let state = this.groupStates.get(key);
+    if (!state) {
+      state = { running: false, again: false };
+      this.groupStates.set(key, state);
+    }
+    return state;
+  }
+
+  private track(promise: Promise<void>): void {
+    this.inFlight.add(promise);
+    promise.finally(() => this.inFlight.delete(promise));
+  }
+
+  private async poll(group: TopicGroup, state: GroupState): Promise<void> {
+    state.running = true;
+    const source = this.sources.get(group.db)!;
+    const handle = this.handles.get(group.handle)!;
+    const labels = { db: group.db };
+    const started = performance.now();
+    try {
+      const units = [...group.topics.keys()];
+      const points = await handle.fetch(source, units);
+      this.metrics.inc(
+        "gatecast_db_queries_total",
+        "SQL queries run, per database.",
+        labels,
+        handle.queriesPerFetch,
+      );
+      this.metrics.observe(
+        "gatecast_poll_duration_seconds",
+        "Duration of one group poll.",
+        labels,
+        (performance.now() - started) / 1000,
+      );
+      const now = Date.now();
+      this.recordSuccess(group.db, now);
+      for (const [unitId, unitPoints] of points) {
+        const topic = group.topics.get(unitId);
+        if (topic) publishPoll(topic, unitPoints, now);
+      }
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.metrics.inc("gatecast_db_errors_total", "Failed polls, per database.", labels);
+      this.recordFailure(group.db, message);
+      for (const topic of group.topics.values()) publishStale(topic, message);
+    } finally {
+      state.running = false;
+      if (state.again) {
+        state.again = false;
+        const current = this.registry.group(group.key);
+        if (current) this.track(this.poll(current, state));
+      }
+    }
+  }
+
+  /** Checks a database no topic uses, so that `/healthz` knows whether it is reachable. */
+  private async probe(code: string): Promise<void> {
+    this.probing.add(code);
+    try {
+      await this.sources.get(code)!.select("SELECT 1", []);
+      this.metrics.inc("gatecast_db_queries_total", "SQL queries run, per database.", { db: code });
+      this.recordSuccess(code, Date.now());
+    } catch (error) {
+      this.recordFailure(code, error instanceof Error ? error.message : String(error));
+    } finally {
+      this.probing.delete(code);
+    }
+  }
+
+  private recordSuccess(code: string, now: number): void {
+    const health = this.health.get(code)!;
+    if (health.error !== undefined) this.logger.info("database recovered", { db: code });
+    health.lastGoodPoll = now;
+    health.error = undefined;
+  }
+
+  private recordFailure(code: string, message: string): void {
+    const health = this.health.get(code)!;
+    if (health.error === undefined) this.logger.warn("database failing", { db: code, error: message });
+    health.error = message;
+  }
+}

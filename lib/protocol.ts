@@ -1,0 +1,148 @@
+/**
+ * Protocol v1: the frames a client may send, the error codes it may get back, the close codes
+ * the server uses, and the builders of the small server frames. Pure, no I/O.
+ * `docs/protocol.md` is the prose version of this file; keep them in step.
+ */
+
+import {
+  isLegacyShape,
+  type LegacySubscription,
+  parseJsonOrLegacyLiteral,
+  parseLegacySubscription,
+} from "./legacy.ts";
+import { describe } from "./topic.ts";
+
+/** The subprotocol selected when a client offers it. */
+export const SUBPROTOCOL = "gatecast.v1";
+
+/** Error codes carried by `error` frames. */
+export const ErrorCode = {
+  /** The text frame is not JSON. */
+  BAD_JSON: "BAD_JSON",
+  /** JSON, but not a frame: not an object, a field of the wrong type, or a binary frame. */
+  BAD_FRAME: "BAD_FRAME",
+  /** `type` names no frame type. */
+  UNKNOWN_TYPE: "UNKNOWN_TYPE",
+  /** The topic is not `<db>/<handle>/<unit_id>`. */
+  BAD_TOPIC: "BAD_TOPIC",
+  /** No database of that code is configured. */
+  UNKNOWN_DB: "UNKNOWN_DB",
+  /** No handle of that name exists. */
+  UNKNOWN_HANDLE: "UNKNOWN_HANDLE",
+  /** `unsubscribe` of a topic the connection does not hold. */
+  NOT_SUBSCRIBED: "NOT_SUBSCRIBED",
+  /** The connection holds the most subscriptions allowed. */
+  TOO_MANY_SUBSCRIPTIONS: "TOO_MANY_SUBSCRIPTIONS",
+  /** A legacy frame on a v1 connection or the reverse. */
+  MODE_MISMATCH: "MODE_MISMATCH",
+} as const;
+
+/** One of {@link ErrorCode}. */
+export type ErrorCode = typeof ErrorCode[keyof typeof ErrorCode];
+
+/** Close codes the server uses. */
+export const CloseCode = {
+  /** Server shutting down. */
+  GOING_AWAY: 1001,
+  /** Legacy subscription that cannot be served (unknown database or handle, bad frame). */
+  POLICY_VIOLATION: 1008,
+  /** A frame over the configured size limit. */
+  MESSAGE_TOO_BIG: 1009,
+  /** The client did not read its frames fast enough (send buffer over the hard limit). */
+  SLOW_CONSUMER: 4008,
+} as const;
+
+/** A client frame that could not be accepted. */
+export class ProtocolError extends Error {
+  override name = "ProtocolError";
+  /**
+   * @param code the error code sent to the client
+   * @param message what was wrong and what is accepted
+   * @param id the frame's `id`, when it had a valid one
+   */
+  constructor(readonly code: ErrorCode, message: string, readonly id?: FrameId) {
+    super(message);
+  }
+}
+
+/** A client-chosen request id, echoed in the reply: an integer or a string of at most 64 characters. */
+export type FrameId = number | string;
+
+/** A client frame, validated. Topics are checked later, against the configuration. */
+export type ClientFrame =
+  | { readonly type: "subscribe"; readonly id?: FrameId; readonly topic: unknown }
+  | { readonly type: "unsubscribe"; readonly id?: FrameId; readonly topic: unknown }
+  | { readonly type: "ping"; readonly id?: FrameId }
+  | { readonly type: "legacy"; readonly subscription: LegacySubscription };
+
+const CLIENT_TYPES = ["subscribe", "unsubscribe", "ping"];
+
+/**
+ * Parses one text frame from a client.
+ *
+ * @example
+ * ```ts
+ * parseClientFrame('{"type":"subscribe","id":1,"topic":"plant1/real/12"}');
+ * // { type: "subscribe", id: 1, topic: "plant1/real/12" }
+ * ```
+ * @throws {ProtocolError} with BAD_JSON, BAD_FRAME or UNKNOWN_TYPE; a legacy frame that cannot
+ * be served throws {@link LegacyFrameError} from `legacy.ts`.
+ */
+export function parseClientFrame(text: string): ClientFrame {
+  const parsed = parseJsonOrLegacyLiteral(text);
+  if (!parsed) {
+    throw new ProtocolError(ErrorCode.BAD_JSON, "frame is not valid JSON");
+  }
+  const frame = parsed.value;
+  if (isLegacyShape(frame)) {
+    return { type: "legacy", subscription: parseLegacySubscription(frame) };
+  }
+  if (typeof frame !== "object" || frame === null || Array.isArray(frame)) {
+    throw new ProtocolError(ErrorCode.BAD_FRAME, `frame must be a JSON object, got ${describe(frame)}`);
+  }
+  const record = frame as Record<string, unknown>;
+  const id = parseId(record.id);
+  const type = record.type;
+  if (typeof type !== "string") {
+    throw new ProtocolError(ErrorCode.BAD_FRAME, `"type" must be a string, got ${describe(type)}`, id);
+  }
+  if (!CLIENT_TYPES.includes(type)) {
+    throw new ProtocolError(
+      ErrorCode.UNKNOWN_TYPE,
+      `unknown type ${describe(type)}; expected one of ${CLIENT_TYPES.join(", ")}`,
+      id,
+    );
+  }
+  if (type === "ping") return { type, id };
+  return { type: type as "subscribe" | "unsubscribe", id, topic: record.topic };
+}
+
+function parseId(id: unknown): FrameId | undefined {
+  if (id === undefined) return undefined;
+  if (typeof id === "number" && Number.isSafeInteger(id)) return id;
+  if (typeof id === "string" && id.length <= 64) return id;
+  throw new ProtocolError(
+    ErrorCode.BAD_FRAME,
+    `"id" must be an integer or a string of at most 64 characters, got ${describe(id)}`,
+  );
+}
+
+/** `{"type":"error",...}` */
+export function errorFrame(code: ErrorCode, message: string, id?: FrameId): string {
+  return JSON.stringify({ type: "error", id, code, message });
+}
+
+/** `{"type":"subscribed"|"unsubscribed","id":..,"topic":..}` */
+export function ackFrame(type: "subscribed" | "unsubscribed", topic: string, id?: FrameId): string {
+  return JSON.stringify({ type, id, topic });
+}
+
+/** `{"type":"pong","id":..}` */
+export function pongFrame(id?: FrameId): string {
+  return JSON.stringify({ type: "pong", id });
+}
+
+/** `{"type":"stale","topic":..,"code":"SOURCE_UNAVAILABLE","message":..}` */
+export function staleFrame(topic: string, message: string): string {
+  return JSON.stringify({ type: "stale", topic, code: "SOURCE_UNAVAILABLE", message });
+}

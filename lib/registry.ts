@@ -1,0 +1,157 @@
+/**
+ * The registry: which connections hold which topics. Topics live while they have
+ * subscribers and are grouped by (database, handle), the unit of one shared poll. A topic
+ * with no subscribers is forgotten at once, and its group with it when the group empties.
+ */
+
+import type { Point } from "./point.ts";
+import type { TopicName } from "./topic.ts";
+
+/** What the registry and fan-out need of a connection. */
+export interface Peer {
+  /** A process-unique id, for logs. */
+  readonly id: number;
+  /**
+   * Asks whether a frame may be sent now: `"send"`, `"skip"` (the client is behind: hold
+   * intermediate frames back) or `"dropped"` (the client was closed for not reading).
+   */
+  admit(): "send" | "skip" | "dropped";
+  /** Sends one text frame. */
+  send(text: string): void;
+}
+
+/** One connection's subscription to one topic. */
+export class Subscription {
+  /** Number of the last `snapshot`/`update` frame sent on this subscription (0: none yet). */
+  seq = 0;
+  /**
+   * @param topic the topic
+   * @param peer the subscribing connection
+   * @param legacy whether the connection speaks the seed's protocol (full arrays, no frames)
+   */
+  constructor(readonly topic: Topic, readonly peer: Peer, readonly legacy: boolean) {}
+}
+
+/** A topic with at least one subscriber, and its latest polled state. */
+export class Topic {
+  /** Every subscription, v1 and legacy. */
+  readonly subscriptions = new Set<Subscription>();
+  /** v1 subscriptions owed a fresh snapshot (new, held back while slow, or after `stale`). */
+  readonly owed = new Set<Subscription>();
+  /** The latest good poll; `undefined` before the first. */
+  points: readonly Point[] | undefined;
+  /** Time of the latest good poll that changed something, in ms since the epoch. */
+  ts = 0;
+  /** Set while the topic's database is failing: the message sent in `stale` frames. */
+  stale: string | undefined;
+  /** Cache of the v1 `points` array as JSON, for the current `points`. */
+  pointsJson: string | undefined;
+  /** Cache of the legacy array as JSON, for the current `points`. */
+  legacyJson: string | undefined;
+  /** `JSON.stringify(key)`, ready to splice into frames. */
+  readonly keyJson: string;
+
+  /** @param name the parsed topic */
+  constructor(readonly name: TopicName) {
+    this.keyJson = JSON.stringify(name.key);
+  }
+}
+
+/** The topics of one (database, handle): polled together, one fetch for all their units. */
+export interface TopicGroup {
+  /** `db/handle`. */
+  readonly key: string;
+  /** Database code. */
+  readonly db: string;
+  /** Handle name. */
+  readonly handle: string;
+  /** Topics by unit id. */
+  readonly topics: Map<number, Topic>;
+}
+
+/** Topics and their subscribers. */
+export class Registry {
+  private readonly topics = new Map<string, Topic>();
+  private readonly groupsByKey = new Map<string, TopicGroup>();
+
+  /**
+   * @param onTopicAdded called when a topic gets its first subscriber, so that the poller
+   *   fetches it at once instead of at the next tick
+   */
+  constructor(private readonly onTopicAdded: (group: TopicGroup) => void = () => {}) {}
+
+  /**
+   * Subscribes a peer to a topic, creating the topic on first use. The caller makes sure a peer
+   * subscribes to a topic at most once.
+   */
+  subscribe(name: TopicName, peer: Peer, legacy: boolean): Subscription {
+    let topic = this.topics.get(name.key);
+    let added = false;
+    if (!topic) {
+      topic = new Topic(name);
+      this.topics.set(name.key, topic);
+      this.groupOf(name).topics.set(name.unitId, topic);
+      added = true;
+    }
+    const subscription = new Subscription(topic, peer, legacy);
+    topic.subscriptions.add(subscription);
+    if (!legacy) topic.owed.add(subscription);
+    if (added) this.onTopicAdded(this.groupOf(name));
+    return subscription;
+  }
+
+  /** Removes a subscription; forgets its topic (and group) when it was the last. Idempotent. */
+  unsubscribe(subscription: Subscription): void {
+    const topic = subscription.topic;
+    topic.subscriptions.delete(subscription);
+    topic.owed.delete(subscription);
+    if (topic.subscriptions.size > 0 || this.topics.get(topic.name.key) !== topic) return;
+    this.topics.delete(topic.name.key);
+    const group = this.groupsByKey.get(groupKey(topic.name));
+    if (!group) return;
+    group.topics.delete(topic.name.unitId);
+    if (group.topics.size === 0) this.groupsByKey.delete(group.key);
+  }
+
+  /** The topic of a key, when it has subscribers. */
+  topic(key: string): Topic | undefined {
+    return this.topics.get(key);
+  }
+
+  /** Every (database, handle) group with at least one topic. */
+  groups(): IterableIterator<TopicGroup> {
+    return this.groupsByKey.values();
+  }
+
+  /** The group of a key (`db/handle`), when it has topics. */
+  group(key: string): TopicGroup | undefined {
+    return this.groupsByKey.get(key);
+  }
+
+  /** Number of topics with subscribers. */
+  get topicCount(): number {
+    return this.topics.size;
+  }
+
+  /** Number of subscriptions over all topics. */
+  get subscriptionCount(): number {
+    let n = 0;
+    for (const topic of this.topics.values()) n += topic.subscriptions.size;
+    return n;
+  }
+
+  private groupOf(name: TopicName): TopicGroup {
+    const key = groupKey(name);
+    let group = this.groupsByKey.get(key);
+    if (!group) {
+      group = { key, db: name.db, handle: name.handle, topics: new Map() };
+      this.groupsByKey.set(key, group);
+    }
+    return group;
+  }
+}
+
+/** `db/handle`, the key of a {@link TopicGroup}. */
+export function groupKey(name: { db: string; handle: string }): string {
+  return `${name.db}/${name.handle}`;
+}

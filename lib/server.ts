@@ -1,0 +1,87 @@
+/**
+ * HTTP routes on `Deno.serve`: WebSocket upgrades on `/ws` and `/`, `/healthz`, `/metrics`
+ * and the page at `/`. Upgraded sockets are handed to a {@link Connection}.
+ *
+ * The `Sec-WebSocket-Protocol` header is parsed here, not by `Deno.upgradeWebSocket`, which
+ * splits it only on ", " and throws for "a,b" (as Node's `ws` sends it).
+ */
+
+import { Connection, type ConnectionContext } from "./connection.ts";
+import { SUBPROTOCOL } from "./protocol.ts";
+
+/** What the routes need besides the connection context. */
+export interface RouteContext extends ConnectionContext {
+  /** Open connections; the server adds and removes them. */
+  readonly connections: Set<Connection>;
+  /** The `/healthz` body and whether it is healthy. */
+  health(): { healthy: boolean; body: unknown };
+}
+
+const INDEX_HTML = `<!doctype html><meta charset="utf-8"><title>gatecast</title>
+<h1>gatecast</h1><p>WebSocket endpoint: <code>/ws</code> (subprotocol <code>gatecast.v1</code>).
+Health: <a href="/healthz">/healthz</a>. Metrics: <a href="/metrics">/metrics</a>.</p>`;
+
+/** The subprotocols a client offered, however the header separates them. */
+export function offeredProtocols(header: string | null): string[] {
+  return header ? header.split(",").map((p) => p.trim()).filter((p) => p.length > 0) : [];
+}
+
+/** Builds the request handler for `Deno.serve`. */
+export function createHandler(
+  context: RouteContext,
+): (request: Request, info: Deno.ServeHandlerInfo) => Response {
+  return (request, info) => {
+    const url = new URL(request.url);
+    const remote = (info.remoteAddr as Deno.NetAddr).hostname ?? "unknown";
+    if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
+      if (url.pathname !== "/ws" && url.pathname !== "/") {
+        return json(404, { error: `no WebSocket endpoint at ${url.pathname}; use /ws` });
+      }
+      return upgrade(request, context, remote);
+    }
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return json(405, { error: `${request.method} is not allowed; use GET` });
+    }
+    switch (url.pathname) {
+      case "/healthz": {
+        const { healthy, body } = context.health();
+        return json(healthy ? 200 : 503, body);
+      }
+      case "/metrics":
+        return new Response(context.metrics.render(), {
+          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+        });
+      case "/":
+        return new Response(INDEX_HTML, { headers: { "content-type": "text/html; charset=utf-8" } });
+      default:
+        return json(404, { error: `no route ${url.pathname}` });
+    }
+  };
+}
+
+function upgrade(request: Request, context: RouteContext, remote: string): Response {
+  const v1 = offeredProtocols(request.headers.get("sec-websocket-protocol")).includes(SUBPROTOCOL);
+  let upgraded;
+  try {
+    upgraded = Deno.upgradeWebSocket(request);
+  } catch (error) {
+    return json(400, { error: `bad WebSocket upgrade: ${(error as Error).message}` });
+  }
+  const { socket, response } = upgraded;
+  if (v1) response.headers.set("sec-websocket-protocol", SUBPROTOCOL);
+  const connection = new Connection(socket, context, v1, remote);
+  context.connections.add(connection);
+  socket.addEventListener("close", () => context.connections.delete(connection));
+  socket.addEventListener(
+    "open",
+    () => context.logger.debug("connection opened", { conn: connection.id, remote, v1 }),
+  );
+  return response;
+}
+
+function json(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body) + "\n", {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+}

@@ -1,0 +1,86 @@
+/**
+ * gatecast's entry point: flags, configuration, signals. Everything else is in `lib/`;
+ * `lib/app.ts` wires it.
+ */
+
+import { startApp } from "./lib/app.ts";
+import { HELP, parseFlags, VERSION } from "./lib/cli.ts";
+import { type Config, ConfigError, parseConfig } from "./lib/config.ts";
+import { startDemoPlant } from "./lib/demo_plant.ts";
+import { Logger } from "./lib/log.ts";
+
+function fail(message: string): never {
+  console.error(`gatecast: ${message}`);
+  Deno.exit(2);
+}
+
+async function readConfigFile(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new ConfigError("--config", `cannot read ${path}: ${(error as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(path, `is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+async function main(): Promise<void> {
+  let flags;
+  let config: Config;
+  try {
+    flags = parseFlags(Deno.args);
+    if (flags.help) {
+      console.log(HELP);
+      return;
+    }
+    if (flags.version) {
+      console.log(`gatecast ${VERSION}`);
+      return;
+    }
+    const raw = flags.demo ? { databases: {} } : await readConfigFile(flags.config!);
+    config = parseConfig(raw, (name) => Deno.env.get(name));
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message);
+    throw error;
+  }
+  config = {
+    ...config,
+    host: flags.host ?? (flags.demo ? "127.0.0.1" : config.host),
+    port: flags.port ?? config.port,
+    logLevel: flags.logLevel ?? config.logLevel,
+  };
+  const logger = new Logger(config.logLevel);
+  const demo = flags.demo ? startDemoPlant() : undefined;
+  if (demo) config = { ...config, databases: { demo: { driver: "sqlite", path: ":memory:" } } };
+
+  let app;
+  try {
+    app = await startApp(config, { logger, sources: demo?.sources });
+  } catch (error) {
+    fail(`cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`);
+  }
+  if (demo) {
+    const url = `ws://${app.hostname}:${app.port}/ws`;
+    console.log(`gatecast demo running: http://${app.hostname}:${app.port}/  (WebSocket ${url})`);
+    console.log(`try: ${demo.exampleCommand(url)}`);
+  }
+
+  let signals = 0;
+  const shutdown = async () => {
+    if (++signals > 1) Deno.exit(1);
+    logger.info("shutting down");
+    demo?.stop();
+    const forced = setTimeout(() => Deno.exit(1), 10_000);
+    await app.stop();
+    clearTimeout(forced);
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", shutdown);
+  Deno.addSignalListener("SIGTERM", shutdown);
+}
+
+if (import.meta.main) await main();
