@@ -207,9 +207,14 @@ function parseDatabase(path: string, raw: unknown, env: EnvLookup): DatabaseSett
       throw new ConfigError(`${path}.${key}`, "give either url or the separate settings, not both");
     }
   }
-  const password = db.passwordEnv === undefined
-    ? optionalString(db, "password", `${path}.password`, fromUrl.password ?? "")
-    : passwordFromEnv(path, db, env);
+  let password = fromUrl.password ?? "";
+  if (db.passwordEnv !== undefined) password = passwordFromEnv(path, db, env);
+  else if (db.password !== undefined) {
+    if (typeof db.password !== "string") {
+      throw new ConfigError(`${path}.password`, `expected a string, got ${describe(db.password)}`);
+    }
+    password = db.password;
+  }
   return {
     driver: "mysql",
     host: optionalString(db, "host", `${path}.host`, fromUrl.host ?? "127.0.0.1"),

@@ -1,0 +1,408 @@
+/**
+ * End to end over real sockets against a real MariaDB: subscribe, snapshot, updates, legacy
+ * clients, isolation of a dead database, and the query budget per tick.
+ */
+
+import assert from "node:assert/strict";
+import { createTestDatabase, freePort, type TestDatabase } from "./support/mysql.ts";
+import { delay, startTestApp, type TestApp, waitFor } from "./support/app.ts";
+import { TestClient } from "./support/ws_client.ts";
+
+async function plant(): Promise<TestDatabase> {
+  const db = await createTestDatabase();
+  await db.addPoints([
+    { unit: 12, code: "ua", address: "GW1", showId: 1 },
+    { unit: 12, code: "ia", address: "GW1", showId: 2 },
+    { unit: 12, code: "ua", address: "GW2", showId: 3 },
+    { unit: 12, code: "nosuchcolumn", address: "GW1", showId: 4 },
+    { unit: 12, code: "ua", address: "GW-NODATA", showId: 5 },
+    { unit: 12, code: "ub", address: "GW1", showId: 6, status: "d" },
+    { unit: 13, code: "ua", address: "GW3", showId: 1 },
+  ]);
+  await db.setData("GW1", { ua: 229.5, ia: 10, ub: 1 });
+  await db.setData("GW2", { ua: 231, ia: null });
+  await db.setData("GW3", { ua: 220 });
+  return db;
+}
+
+function withPlant(name: string, fn: (db: TestDatabase, app: TestApp) => Promise<void>, settings = {}) {
+  Deno.test(name, async () => {
+    const db = await plant();
+    const app = await startTestApp({ plant1: db.settings }, settings);
+    try {
+      await fn(db, app);
+    } finally {
+      await app.stop();
+      await db.drop();
+    }
+  });
+}
+
+const EXPECTED_UNIT_12 = [
+  {
+    code: "ua",
+    recode: "UA",
+    name: "ua",
+    rename: "GW1 ua",
+    show_id: 1,
+    address: "GW1",
+    gateway_id: 1,
+    address_type: "modbus",
+    value: 229.5,
+  },
+  {
+    code: "ia",
+    recode: "IA",
+    name: "ia",
+    rename: "GW1 ia",
+    show_id: 2,
+    address: "GW1",
+    gateway_id: 1,
+    address_type: "modbus",
+    value: 10,
+  },
+  {
+    code: "ua",
+    recode: "UA",
+    name: "ua",
+    rename: "GW2 ua",
+    show_id: 3,
+    address: "GW2",
+    gateway_id: 1,
+    address_type: "modbus",
+    value: 231,
+  },
+  {
+    code: "nosuchcolumn",
+    recode: "NOSUCHCOLUMN",
+    name: "nosuchcolumn",
+    rename: "GW1 nosuchcolumn",
+    show_id: 4,
+    address: "GW1",
+    gateway_id: 1,
+    address_type: "modbus",
+    value: null,
+  },
+  {
+    code: "ua",
+    recode: "UA",
+    name: "ua",
+    rename: "GW-NODATA ua",
+    show_id: 5,
+    address: "GW-NODATA",
+    gateway_id: 1,
+    address_type: "modbus",
+    value: null,
+  },
+];
+
+withPlant(
+  "a subscriber gets 'subscribed' then a snapshot of every active point with its value",
+  async (_db, app) => {
+    const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+    assert.deepEqual(client.socket.protocol, "gatecast.v1");
+    client.send({ type: "subscribe", id: 1, topic: "plant1/real/12" });
+    assert.deepEqual(await client.next(), { type: "subscribed", id: 1, topic: "plant1/real/12" });
+    const snapshot = await client.expect("snapshot");
+    assert.deepEqual(snapshot.topic, "plant1/real/12");
+    assert.deepEqual(snapshot.seq, 1);
+    assert.ok(Math.abs(snapshot.ts - Date.now()) < 5000);
+    assert.deepEqual(snapshot.points, EXPECTED_UNIT_12);
+    await client.close();
+  },
+);
+
+withPlant(
+  "an UPDATE of device_data_real yields an update with exactly the changed points",
+  async (db, app) => {
+    const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+    client.send({ type: "subscribe", id: 1, topic: "plant1/real/12" });
+    await client.expect("subscribed");
+    await client.expect("snapshot");
+    await db.query("UPDATE device_data_real SET ua = 230.25, ia = 11 WHERE equip_address = 'GW1'");
+    const update = await client.expect("update", 2000);
+    assert.deepEqual(update.seq, 2);
+    assert.deepEqual(update.topic, "plant1/real/12");
+    assert.deepEqual(update.changes, [
+      { address: "GW1", code: "ua", value: 230.25 },
+      { address: "GW1", code: "ia", value: 11 },
+    ]);
+    await db.query("UPDATE device_data_real SET ua = NULL WHERE equip_address = 'GW2'");
+    assert.deepEqual((await client.expect("update", 2000)).changes, [{
+      address: "GW2",
+      code: "ua",
+      value: null,
+    }]);
+    await client.close();
+  },
+);
+
+withPlant("no frame is sent when nothing changed", async (_db, app) => {
+  const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+  client.send({ type: "subscribe", id: 1, topic: "plant1/real/12" });
+  await client.expect("subscribed");
+  await client.expect("snapshot");
+  await client.expectNothing(600); // six poll intervals
+  await client.close();
+});
+
+withPlant("a second subscriber gets the cached snapshot without a new query", async (_db, app) => {
+  const first = await TestClient.open(app.wsUrl, "gatecast.v1");
+  first.send({ type: "subscribe", id: 1, topic: "plant1/real/12" });
+  await first.expect("subscribed");
+  const firstSnapshot = await first.expect("snapshot");
+  await app.poller.stop(); // no more ticks: any query now would come from the subscribe
+  const queries = app.metrics.value("gatecast_db_queries_total", { db: "plant1" });
+  const second = await TestClient.open(app.wsUrl, "gatecast.v1");
+  second.send({ type: "subscribe", id: 7, topic: "plant1/real/12" });
+  await second.expect("subscribed");
+  const secondSnapshot = await second.expect("snapshot", 1000);
+  assert.deepEqual(secondSnapshot.points, firstSnapshot.points);
+  assert.deepEqual(secondSnapshot.seq, 1);
+  assert.deepEqual(app.metrics.value("gatecast_db_queries_total", { db: "plant1" }), queries);
+  await first.close();
+  await second.close();
+});
+
+withPlant("the first subscriber of a new topic is served at once, not at the next tick", async (_db, app) => {
+  const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+  const started = performance.now();
+  client.send({ type: "subscribe", id: 1, topic: "plant1/real/13" });
+  await client.expect("subscribed");
+  const snapshot = await client.expect("snapshot");
+  const elapsed = performance.now() - started;
+  assert.deepEqual(snapshot.points.map((p: { address: string; value: number }) => [p.address, p.value]), [[
+    "GW3",
+    220,
+  ]]);
+  assert.ok(elapsed < 2000, `snapshot after ${elapsed} ms with a 5 s interval`);
+  await client.close();
+}, { pollIntervalMs: 5000 });
+
+withPlant("unsubscribe stops delivery and forgets the topic", async (db, app) => {
+  const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+  client.send({ type: "subscribe", id: 1, topic: "plant1/real/12" });
+  await client.expect("subscribed");
+  await client.expect("snapshot");
+  client.send({ type: "unsubscribe", id: 2, topic: "plant1/real/12" });
+  assert.deepEqual(await client.next(), { type: "unsubscribed", id: 2, topic: "plant1/real/12" });
+  assert.deepEqual(app.registry.topicCount, 0);
+  await db.query("UPDATE device_data_real SET ua = 1 WHERE equip_address = 'GW1'");
+  await client.expectNothing(400);
+  client.send({ type: "unsubscribe", id: 3, topic: "plant1/real/12" });
+  assert.deepEqual((await client.next()).code, "NOT_SUBSCRIBED");
+  await client.close();
+});
+
+withPlant("closing the socket removes its subscriptions at once", async (_db, app) => {
+  const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+  client.send({ type: "subscribe", id: 1, topic: "plant1/real/12" });
+  client.send({ type: "subscribe", id: 2, topic: "plant1/real/13" });
+  await client.expect("subscribed");
+  await waitFor("two topics", () => app.registry.topicCount === 2);
+  await client.close();
+  await waitFor(
+    "no topics",
+    () => app.registry.topicCount === 0 && app.registry.subscriptionCount === 0,
+    1000,
+  );
+});
+
+withPlant(
+  "subscribing twice is one subscription and starts seq over with a fresh snapshot",
+  async (db, app) => {
+    const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+    client.send({ type: "subscribe", id: 1, topic: "plant1/real/12" });
+    await client.expect("subscribed");
+    await client.expect("snapshot");
+    await db.query("UPDATE device_data_real SET ua = 1 WHERE equip_address = 'GW1'");
+    assert.deepEqual((await client.expect("update")).seq, 2);
+    client.send({ type: "subscribe", id: 2, topic: "plant1/real/12" });
+    assert.deepEqual(await client.next(), { type: "subscribed", id: 2, topic: "plant1/real/12" });
+    const snapshot = await client.expect("snapshot");
+    assert.deepEqual(snapshot.seq, 1);
+    assert.deepEqual(snapshot.points[0].value, 1);
+    assert.deepEqual(app.registry.subscriptionCount, 1);
+    await client.close();
+  },
+);
+
+withPlant("a change to archive_device sends a fresh snapshot instead of an update", async (db, app) => {
+  const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+  client.send({ type: "subscribe", id: 1, topic: "plant1/real/12" });
+  await client.expect("subscribed");
+  await client.expect("snapshot");
+  await db.query("UPDATE archive_device SET `rename` = 'Main voltage' WHERE unit_id = 12 AND show_id = 1");
+  const snapshot = await client.expect("snapshot", 2000);
+  assert.deepEqual(snapshot.seq, 2);
+  assert.deepEqual(snapshot.points[0].rename, "Main voltage");
+  await client.close();
+});
+
+withPlant("a legacy client gets the seed's array at once and every interval", async (_db, app) => {
+  const client = await TestClient.open(`ws://127.0.0.1:${app.port}/`);
+  client.send(
+    `{'unit_id': 12, 'handle': 'real', 'db_code': 'plant1', 'config': "{'HOST': 'evil', 'PORT': '3306', 'NAME': 'x', 'USER': 'root', 'PASSWORD': 'pw'}"}`,
+  );
+  const first = JSON.parse(await client.nextText());
+  const expected: Record<string, unknown>[] = EXPECTED_UNIT_12.map((p) => ({ ...p }));
+  expected[3].value = ""; // no such column: the seed sent ""
+  expected[4].value = ""; // no data row
+  assert.deepEqual(first, expected);
+  assert.deepEqual(Object.keys(first[0]), [
+    "code",
+    "recode",
+    "name",
+    "rename",
+    "show_id",
+    "address",
+    "gateway_id",
+    "address_type",
+    "value",
+  ]);
+  assert.deepEqual(JSON.parse(await client.nextText(1000)), expected); // again next interval, unchanged
+  const ignored = app.logs.filter((l) => String(l.msg).includes("ignored"));
+  assert.deepEqual(ignored.length, 1);
+  assert.ok(!JSON.stringify(app.logs).includes("pw"), "the password must never be logged");
+  await client.close();
+});
+
+withPlant(
+  "a legacy JSON subscription with a NULL column sends null, unknown database closes with 1008",
+  async (db, app) => {
+    await db.setData("GW2", { ua: null });
+    const client = await TestClient.open(app.wsUrl);
+    client.send(JSON.stringify({ unit_id: "12", handle: "real", db_code: "plant1", config: "{}" }));
+    const array = JSON.parse(await client.nextText());
+    assert.deepEqual(array[2].value, null);
+    await client.close();
+    const unknown = await TestClient.open(app.wsUrl);
+    unknown.send(JSON.stringify({ unit_id: 12, handle: "real", db_code: "plant9" }));
+    const closed = await unknown.closed;
+    assert.deepEqual(closed.code, 1008);
+    assert.deepEqual(closed.reason, "no database 'plant9' is configured");
+  },
+);
+
+withPlant("bad frames get error codes and the connection stays usable", async (_db, app) => {
+  const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+  const cases: [unknown, string][] = [
+    ["{not json", "BAD_JSON"],
+    ["[1,2]", "BAD_FRAME"],
+    [{ type: 5 }, "BAD_FRAME"],
+    [{ type: "dance", id: 4 }, "UNKNOWN_TYPE"],
+    [{ type: "subscribe", id: 5, topic: "plant1/real" }, "BAD_TOPIC"],
+    [{ type: "subscribe", id: 6, topic: "plant1/real/0" }, "BAD_TOPIC"],
+    [{ type: "subscribe", id: 7, topic: "plant1/real/2147483648" }, "BAD_TOPIC"],
+    [{ type: "subscribe", id: 8, topic: "plant1/real/1 OR 1=1" }, "BAD_TOPIC"],
+    [{ type: "subscribe", id: 9, topic: "plant9/real/12" }, "UNKNOWN_DB"],
+    [{ type: "subscribe", id: 10, topic: "plant1/history/12" }, "UNKNOWN_HANDLE"],
+    [{ type: "subscribe", id: { x: 1 }, topic: "plant1/real/12" }, "BAD_FRAME"],
+  ];
+  for (const [frame, code] of cases) {
+    client.send(frame);
+    const reply = await client.expect("error");
+    assert.deepEqual(reply.code, code, `for ${JSON.stringify(frame)}: ${reply.message}`);
+    assert.ok(reply.message.length > 10);
+  }
+  client.socket.send(new Uint8Array([1, 2, 3]));
+  const binary = await client.expect("error");
+  assert.deepEqual(binary.code, "BAD_FRAME");
+  assert.deepEqual(binary.message, "binary frames are not accepted; send UTF-8 JSON text frames");
+  client.send({ type: "ping", id: 11 });
+  assert.deepEqual(await client.next(), { type: "pong", id: 11 });
+  client.send({ type: "subscribe", id: 12, topic: "plant1/real/12" });
+  await client.expect("subscribed");
+  await client.expect("snapshot");
+  await client.close();
+});
+
+withPlant("a frame over the size limit closes the connection with 1009", async (_db, app) => {
+  const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+  client.send(JSON.stringify({ type: "ping", id: 1, pad: "x".repeat(2000) }));
+  const closed = await client.closed;
+  assert.deepEqual(closed.code, 1009);
+}, { maxFrameBytes: 1024 });
+
+Deno.test("a dead database leaves other databases' topics flowing; its topics get stale", async () => {
+  const db = await plant();
+  const deadPort = freePort(); // nothing listens there
+  const app = await startTestApp({
+    plant1: db.settings,
+    dead: { host: "127.0.0.1", port: deadPort, user: "root", database: "test" },
+  });
+  try {
+    const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+    client.send({ type: "subscribe", id: 1, topic: "dead/real/12" });
+    await client.expect("subscribed");
+    const stale = await client.expect("stale");
+    assert.deepEqual(stale.topic, "dead/real/12");
+    assert.deepEqual(stale.code, "SOURCE_UNAVAILABLE");
+    assert.ok(stale.message.includes("dead"), stale.message);
+    client.send({ type: "subscribe", id: 2, topic: "plant1/real/12" });
+    await client.expect("subscribed");
+    await client.expect("snapshot");
+    const ticks = app.metrics.value("gatecast_ticks_total");
+    for (let i = 0; i < 3; i++) {
+      await db.query("UPDATE device_data_real SET ia = ? WHERE equip_address = 'GW1'", [100 + i]);
+      const update = await client.expect("update", 1000);
+      assert.deepEqual(update.topic, "plant1/real/12");
+      assert.deepEqual(update.changes, [{ address: "GW1", code: "ia", value: 100 + i }]);
+    }
+    assert.ok(app.metrics.value("gatecast_ticks_total") > ticks);
+    const health = await fetch(`${app.httpUrl}/healthz`);
+    assert.deepEqual(health.status, 503);
+    const body = await health.json();
+    assert.deepEqual(body.databases.plant1.healthy, true);
+    assert.deepEqual(body.databases.dead.healthy, false);
+    await client.close();
+  } finally {
+    await app.stop();
+    await db.drop();
+  }
+});
+
+Deno.test("50 subscribed units cost at most 2 SELECTs per tick, counted by the server", async () => {
+  const db = await createTestDatabase();
+  const points = [];
+  for (let unit = 1; unit <= 50; unit++) {
+    for (let i = 0; i < 4; i++) {
+      points.push({ unit, code: ["ua", "ub", "ia", "p"][i], address: `GW${unit}`, showId: i });
+    }
+  }
+  await db.addPoints(points);
+  for (let unit = 1; unit <= 50; unit++) {
+    await db.setData(`GW${unit}`, { ua: unit, ub: unit, ia: unit, p: unit });
+  }
+  const app = await startTestApp({ plant1: db.settings }, { pollIntervalMs: 200 });
+  try {
+    const clients = await Promise.all(
+      Array.from({ length: 5 }, () => TestClient.open(app.wsUrl, "gatecast.v1")),
+    );
+    for (let unit = 1; unit <= 50; unit++) {
+      clients[unit % 5].send({ type: "subscribe", id: unit, topic: `plant1/real/${unit}` });
+    }
+    await waitFor("50 topics", () => app.registry.topicCount === 50);
+    await delay(500); // let the immediate polls of the burst settle
+    const ticksBefore = app.metrics.value("gatecast_ticks_total");
+    const selectsBefore = await db.selectCount();
+    await delay(2000);
+    const selects = (await db.selectCount()) - selectsBefore;
+    const ticks = app.metrics.value("gatecast_ticks_total") - ticksBefore;
+    assert.ok(ticks >= 5, `only ${ticks} ticks in 2 s`);
+    console.log(
+      `measured: ${selects} SELECTs over ${ticks} ticks for 50 units (${
+        (selects / ticks).toFixed(2)
+      } per tick)`,
+    );
+    assert.ok(selects <= 2 * (ticks + 1), `${selects} SELECTs over ${ticks} ticks`);
+    assert.ok(
+      selects >= 2 * (ticks - 1),
+      `${selects} SELECTs over ${ticks} ticks: the counter did not see the polls`,
+    );
+    await Promise.all(clients.map((c) => c.close()));
+  } finally {
+    await app.stop();
+    await db.drop();
+  }
+});

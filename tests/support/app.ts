@@ -1,0 +1,64 @@
+/**
+ * Starts gatecast in-process for a test, on 127.0.0.1 and a free port, with a logger that
+ * keeps its lines for assertions.
+ */
+
+import { type App, startApp } from "../../lib/app.ts";
+import { type Config, type DatabaseSettings, parseConfig } from "../../lib/config.ts";
+import { Logger } from "../../lib/log.ts";
+import type { Source } from "../../lib/source.ts";
+
+/** A running test server. */
+export interface TestApp extends App {
+  /** `ws://127.0.0.1:<port>/ws` */
+  readonly wsUrl: string;
+  /** `http://127.0.0.1:<port>` */
+  readonly httpUrl: string;
+  /** Log lines written so far, parsed. */
+  readonly logs: Record<string, unknown>[];
+  /** The configuration it runs with. */
+  readonly config: Config;
+}
+
+/**
+ * Starts a server with the given databases and top-level settings (validated like a config file).
+ */
+export async function startTestApp(
+  databases: Record<string, DatabaseSettings | Record<string, unknown>>,
+  settings: Record<string, unknown> = {},
+  sources?: ReadonlyMap<string, Source>,
+): Promise<TestApp> {
+  const config = parseConfig(
+    { host: "127.0.0.1", port: 0, pollIntervalMs: 100, logLevel: "debug", ...settings, databases },
+    (name) => Deno.env.get(name),
+  );
+  const logs: Record<string, unknown>[] = [];
+  const app = await startApp(config, {
+    logger: new Logger(config.logLevel, (line) => logs.push(JSON.parse(line))),
+    sources,
+  });
+  return Object.assign(app, {
+    wsUrl: `ws://127.0.0.1:${app.port}/ws`,
+    httpUrl: `http://127.0.0.1:${app.port}`,
+    logs,
+    config,
+  });
+}
+
+/** Resolves after `ms` milliseconds. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes (then throws `what`). */
+export async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await delay(20);
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * MariaDB/MySQL for tests, over real TCP. The server comes from `MYSQL_URL` when set, else a
+ * server on 127.0.0.1:3306 (root, no password), else a throw-away `mariadbd` started here in a
+ * temporary directory. Each test gets its own database with the seed's two tables.
+ */
+
+import mysql from "mysql2/promise";
+import type { MysqlSettings } from "../../lib/config.ts";
+
+/** Admin connection settings of a reachable server. */
+export interface ServerInfo {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+let serverPromise: Promise<ServerInfo> | undefined;
+
+/** The server tests use, found or started once per test process. */
+export function testServer(): Promise<ServerInfo> {
+  serverPromise ??= findOrStartServer();
+  return serverPromise;
+}
+
+async function findOrStartServer(): Promise<ServerInfo> {
+  const url = Deno.env.get("MYSQL_URL");
+  if (url) {
+    const u = new URL(url);
+    return {
+      host: u.hostname,
+      port: Number(u.port || 3306),
+      user: decodeURIComponent(u.username),
+      password: decodeURIComponent(u.password),
+    };
+  }
+  const local = { host: "127.0.0.1", port: 3306, user: "root", password: "" };
+  if (await canConnect(local)) return local;
+  const started = await startThrowawayMariadb();
+  return started.info;
+}
+
+async function canConnect(info: ServerInfo): Promise<boolean> {
+  try {
+    const conn = await mysql.createConnection({ ...info, connectTimeout: 2000 });
+    await conn.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A `mariadbd` of our own, in a temporary directory; `stop()` kills it and removes the files. */
+export interface ThrowawayMariadb {
+  info: ServerInfo;
+  dir: string;
+  /** Stops the server (SIGTERM, then SIGKILL) and waits for it to exit. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port and data directory. */
+  restart(): Promise<void>;
+  /** Freezes (SIGSTOP) or thaws (SIGCONT) the process: a stalled database. */
+  pause(paused: boolean): void;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Starts a throw-away MariaDB server (root, no password) and waits until it answers. */
+export async function startThrowawayMariadb(): Promise<ThrowawayMariadb> {
+  const dir = await Deno.makeTempDir({ prefix: "gatecast-mariadb-" });
+  const install = await new Deno.Command("mariadb-install-db", {
+    args: [
+      "--no-defaults",
+      `--datadir=${dir}/data`,
+      "--auth-root-authentication-method=normal",
+      "--skip-test-db",
+      "--user=root",
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!install.success) {
+    throw new Error(`mariadb-install-db failed: ${new TextDecoder().decode(install.stderr)}`);
+  }
+  const port = freePort();
+  const info = { host: "127.0.0.1", port, user: "root", password: "" };
+  let child: Deno.ChildProcess | undefined;
+  const start = async () => {
+    child = new Deno.Command("mariadbd", {
+      args: [
+        "--no-defaults",
+        `--datadir=${dir}/data`,
+        `--socket=${dir}/mysqld.sock`,
+        `--pid-file=${dir}/mysqld.pid`,
+        `--port=${port}`,
+        "--bind-address=127.0.0.1",
+        "--user=root",
+        "--skip-log-bin",
+        "--innodb-buffer-pool-size=32M",
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const deadline = Date.now() + 30_000;
+    while (!(await canConnect(info))) {
+      if (Date.now() > deadline) throw new Error(`mariadbd on port ${port} did not answer within 30 s`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  const stop = async () => {
+    if (!child) return;
+    const c = child;
+    child = undefined;
+    try {
+      c.kill("SIGCONT");
+      c.kill("SIGTERM");
+    } catch { /* already gone */ }
+    const killer = setTimeout(() => {
+      try {
+        c.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 10_000);
+    await c.status;
+    clearTimeout(killer);
+  };
+  await start();
+  return {
+    info,
+    dir,
+    stop: async () => {
+      await stop();
+    },
+    restart: start,
+    pause(paused) {
+      child?.kill(paused ? "SIGSTOP" : "SIGCONT");
+    },
+  };
+}
+
+/** The seed's two tables, as a MySQL test creates them. `rename` is a reserved word. */
+export const SCHEMA_SQL = [
+  `CREATE TABLE archive_device (
+    id INT AUTO_INCREMENT PRIMARY KEY, unit_id INT NOT NULL, code VARCHAR(64), recode VARCHAR(64),
+    name VARCHAR(128), \`rename\` VARCHAR(128), show_id INT, gateway_address VARCHAR(64),
+    gateway_id INT, lot_type VARCHAR(32), status CHAR(1) NOT NULL DEFAULT 'a',
+    KEY unit_status (unit_id, status))`,
+  `CREATE TABLE device_data_real (
+    id INT AUTO_INCREMENT PRIMARY KEY, equip_address VARCHAR(64) NOT NULL,
+    ua DOUBLE, ub DOUBLE, ia DOUBLE, p DECIMAL(10,2), state VARCHAR(32),
+    KEY equip (equip_address))`,
+];
+
+/** A point to insert with {@link TestDatabase.addPoint}. */
+export interface PointRow {
+  unit: number;
+  code: string;
+  address: string;
+  name?: string;
+  rename?: string;
+  showId?: number;
+  gatewayId?: number;
+  status?: string;
+}
+
+/** A database of one test, dropped by `drop()`. */
+export interface TestDatabase {
+  /** Settings gatecast uses to reach it. */
+  settings: MysqlSettings;
+  /** The server it lives on. */
+  server: ServerInfo;
+  /** Runs SQL as the admin user in this database. */
+  query(sql: string, params?: unknown[]): Promise<unknown>;
+  /** Inserts `archive_device` rows. */
+  addPoints(points: PointRow[]): Promise<void>;
+  /** Inserts or replaces a `device_data_real` row. */
+  setData(address: string, values: Record<string, number | string | null>): Promise<void>;
+  /** `Com_select` of the whole server (SELECT statements run so far). */
+  selectCount(): Promise<number>;
+  /** Drops the database and closes the admin pool. */
+  drop(): Promise<void>;
+}
+
+/** Creates a fresh database with the seed's tables on the test server (or on `server`). */
+export async function createTestDatabase(server?: ServerInfo): Promise<TestDatabase> {
+  const info = server ?? await testServer();
+  const name = `gc_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  const admin = await mysql.createConnection({ ...info, multipleStatements: false });
+  await admin.query(`CREATE DATABASE \`${name}\``);
+  await admin.query(`USE \`${name}\``);
+  for (const sql of SCHEMA_SQL) await admin.query(sql);
+  return {
+    server: info,
+    settings: {
+      driver: "mysql",
+      host: info.host,
+      port: info.port,
+      user: info.user,
+      password: info.password,
+      database: name,
+      connectionLimit: 4,
+    },
+    query: async (sql, params) => (await admin.query(sql, params))[0],
+    async addPoints(points) {
+      for (const p of points) {
+        await admin.query(
+          "INSERT INTO archive_device (unit_id, code, recode, name, `rename`, show_id, gateway_address, gateway_id, lot_type, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          [
+            p.unit,
+            p.code,
+            p.code.toUpperCase(),
+            p.name ?? p.code,
+            p.rename ?? `${p.address} ${p.code}`,
+            p.showId ?? 1,
+            p.address,
+            p.gatewayId ?? 1,
+            "modbus",
+            p.status ?? "a",
+          ],
+        );
+      }
+    },
+    async setData(address, values) {
+      await admin.query("DELETE FROM device_data_real WHERE equip_address = ?", [address]);
+      const columns = Object.keys(values);
+      await admin.query(
+        `INSERT INTO device_data_real (equip_address${columns.map((c) => `, \`${c}\``).join("")}) VALUES (?${
+          columns.map(() => ", ?").join("")
+        })`,
+        [address, ...Object.values(values)],
+      );
+    },
+    async selectCount() {
+      const [rows] = await admin.query("SHOW GLOBAL STATUS LIKE 'Com_select'");
+      return Number((rows as { Value: string }[])[0].Value);
+    },
+    async drop() {
+      await admin.query(`DROP DATABASE IF EXISTS \`${name}\``).catch(() => {});
+      await admin.end().catch(() => {});
+    },
+  };
+}
