@@ -1,0 +1,518 @@
+/**
+ * `deno task bench`: gatecast under load, in its own process, against a minimal Deno broadcast
+ * server (the ceiling) under the same load, on loopback, bounded in time. Prints a table and
+ * the JSON of every measurement; `--json <file>` also writes the JSON to a file.
+ *
+ *   deno task bench                      every scenario at full size (a few minutes)
+ *   deno task bench --quick              every scenario, small and short
+ *   deno task bench --scenarios fanout,db
+ *
+ * Scenarios: `fanout` (gatecast and the ceiling), `crowd` (idle RSS per connection, then a
+ * push to all of them), `db` (queries and duration per tick), `deltas` (bytes per tick),
+ * `startup` (time to listening). The database is a throw-away `mariadbd`, so that its
+ * `Com_select` counts only gatecast's queries, unless `--mysql-url` names one.
+ */
+
+import { parseArgs } from "node:util";
+import { freePort, type ServerInfo, startThrowawayMariadb } from "../tests/support/mysql.ts";
+import { type BenchPlant, CODES_PER_DEVICE, createBenchPlant } from "./plant.ts";
+import { cpuMicros, rssBytes } from "./process_stats.ts";
+import {
+  LoadProcess,
+  type ServerProcess,
+  startCeiling,
+  startGatecast,
+  timeToListening,
+} from "./processes.ts";
+import type { LoadReport, TickArrivals } from "./load_client.ts";
+
+const SCENARIOS = ["fanout", "crowd", "db", "deltas", "startup"] as const;
+type Scenario = typeof SCENARIOS[number];
+
+/** Sizes of every scenario; `--quick` shrinks them. */
+const FULL = {
+  fanout: { clients: 2000, topics: 20, bytes: 5000, intervalMs: 100, warmupMs: 3000, windowMs: 10_000 },
+  crowd: {
+    idleCounts: [5000, 15_000],
+    topics: 20,
+    bytes: 2000,
+    intervalMs: 1000,
+    warmupMs: 3000,
+    windowMs: 15_000,
+  },
+  db: { units: [1, 100, 1000], devices: 20, intervalMs: 1000, ticks: 5 },
+  deltas: { devices: 20, fractions: [0, 0.05, 1], intervalMs: 200, ticks: 15 },
+  startup: { runs: 5 },
+};
+const QUICK: typeof FULL = {
+  fanout: { clients: 400, topics: 20, bytes: 5000, intervalMs: 100, warmupMs: 1500, windowMs: 4000 },
+  crowd: {
+    idleCounts: [1000, 3000],
+    topics: 20,
+    bytes: 2000,
+    intervalMs: 1000,
+    warmupMs: 2000,
+    windowMs: 5000,
+  },
+  db: { units: [1, 100, 1000], devices: 20, intervalMs: 1000, ticks: 3 },
+  deltas: { devices: 20, fractions: [0, 0.05, 1], intervalMs: 200, ticks: 10 },
+  startup: { runs: 3 },
+};
+
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+/** One `update` change entry of the benchmark's plant, to size frames in bytes. */
+const CHANGE_BYTES = JSON.stringify({ address: "U10D10", code: "c0", value: 110.35 }).length + 1;
+
+/** Devices per unit so that an update of every value is about `bytes` long. */
+function devicesFor(bytes: number): number {
+  return Math.max(1, Math.round(bytes / CHANGE_BYTES / CODES_PER_DEVICE));
+}
+
+async function writeConfig(
+  plant: BenchPlant,
+  port: number,
+  intervalMs: number,
+  logLevel = "warn",
+): Promise<string> {
+  const path = await Deno.makeTempFile({ prefix: "gatecast-bench-", suffix: ".json" });
+  const { driver: _, ...database } = plant.settings;
+  await Deno.writeTextFile(
+    path,
+    JSON.stringify({
+      host: "127.0.0.1",
+      port,
+      pollIntervalMs: intervalMs,
+      logLevel,
+      databases: { bench: database },
+    }),
+  );
+  return path;
+}
+
+/** gatecast's `/metrics`, as name{labels} → value. */
+async function scrape(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const values = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line.startsWith("#") || line === "") continue;
+    const space = line.lastIndexOf(" ");
+    values.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return values;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/** Spread between the first and last client receiving each tick, over every load process. */
+function spreads(reports: LoadReport[], clients: number) {
+  const merged = new Map<number, TickArrivals>();
+  for (const report of reports) {
+    for (const tick of report.ticks) {
+      const seen = merged.get(tick.ts);
+      if (!seen) merged.set(tick.ts, { ...tick });
+      else {
+        seen.first = Math.min(seen.first, tick.first);
+        seen.last = Math.max(seen.last, tick.last);
+        seen.count += tick.count;
+      }
+    }
+  }
+  // The window cuts the first and last tick: leave them out.
+  const ticks = [...merged.values()].sort((a, b) => a.ts - b.ts).slice(1, -1);
+  const complete = ticks.filter((t) => t.count >= clients);
+  const spread = complete.map((t) => t.last - t.first).sort((a, b) => a - b);
+  return {
+    ticks: ticks.length,
+    completeTicks: complete.length,
+    missedFrames: ticks.reduce((sum, t) => sum + Math.max(0, clients - t.count), 0),
+    spreadP50Ms: round(percentile(spread, 50)),
+    spreadP99Ms: round(percentile(spread, 99)),
+    spreadMaxMs: round(spread.at(-1) ?? NaN),
+  };
+}
+
+/** Opens `clients` clients over `topics` topics, split over the load processes. */
+async function connectAll(loaders: LoadProcess[], port: number, clients: number, topics: string[], from = 0) {
+  const share = Math.ceil(clients / loaders.length);
+  const started = performance.now();
+  const replies = await Promise.all(loaders.map((loader, i) => {
+    const first = from + i * share;
+    const count = Math.max(0, Math.min(share, from + clients - first));
+    return loader.request<{ connected: number; failed: number }>({
+      cmd: "connect",
+      url: `ws://127.0.0.1:${port}/ws`,
+      count,
+      topics,
+      firstIndex: first,
+    });
+  }));
+  const failed = replies.reduce((sum, r) => sum + r.failed, 0);
+  if (failed > 0) throw new Error(`${failed} of ${clients} clients could not connect and subscribe`);
+  return performance.now() - started;
+}
+
+/** Measures a server under the load processes' clients for a window. */
+async function measure(server: ServerProcess, loaders: LoadProcess[], clients: number, windowMs: number) {
+  await Promise.all(loaders.map((l) => l.request({ cmd: "measure" })));
+  const cpuBefore = cpuMicros(server.pid);
+  const started = performance.now();
+  await delay(windowMs);
+  const cpu = cpuMicros(server.pid) - cpuBefore;
+  const seconds = (performance.now() - started) / 1000;
+  const reports = await Promise.all(loaders.map((l) => l.request<LoadReport>({ cmd: "report" })));
+  const frames = reports.reduce((sum, r) => sum + r.frames, 0);
+  const chars = reports.reduce((sum, r) => sum + r.chars, 0);
+  return {
+    framesPerSecond: round(frames / seconds),
+    meanFrameBytes: Math.round(chars / Math.max(1, frames)),
+    cpuMicrosPerFrame: round(cpu / Math.max(1, frames), 2),
+    serverCpuPercent: round(cpu / 10_000 / seconds),
+    rssMiB: round(rssBytes(server.pid) / 2 ** 20),
+    dropped: reports.reduce((sum, r) => sum + r.dropped, 0),
+    ...spreads(reports, clients),
+  };
+}
+
+function topicNames(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `bench/real/${i + 1}`);
+}
+
+async function withLoaders<T>(fn: (loaders: LoadProcess[]) => Promise<T>): Promise<T> {
+  const loaders = [new LoadProcess(), new LoadProcess()];
+  try {
+    return await fn(loaders);
+  } finally {
+    await Promise.all(loaders.map((l) => l.stop()));
+  }
+}
+
+async function fanout(db: ServerInfo, sizes: typeof FULL.fanout) {
+  const { clients, topics, bytes, intervalMs, warmupMs, windowMs } = sizes;
+  const devices = devicesFor(bytes);
+  const names = topicNames(topics);
+  const run = async (start: () => Promise<ServerProcess>, driveDb?: BenchPlant) => {
+    const server = await start();
+    try {
+      return await withLoaders(async (loaders) => {
+        const stopDriver = driveDb?.drive(1, intervalMs / 2);
+        try {
+          const connectMs = await connectAll(loaders, server.port, clients, names);
+          await delay(warmupMs);
+          return { connectMs: Math.round(connectMs), ...await measure(server, loaders, clients, windowMs) };
+        } finally {
+          await stopDriver?.();
+        }
+      });
+    } finally {
+      await server.stop();
+    }
+  };
+  const plant = await createBenchPlant(db);
+  try {
+    await plant.fill(topics, devices);
+    const port = freePort();
+    const config = await writeConfig(plant, port, intervalMs);
+    const gatecast = await run(() => startGatecast(config, port), plant);
+    const ceilingPort = freePort();
+    const ceiling = await run(() => startCeiling(ceilingPort, devices, intervalMs));
+    return {
+      clients,
+      topics,
+      pointsPerTopic: devices * CODES_PER_DEVICE,
+      intervalMs,
+      gatecast,
+      ceiling,
+      cpuPerFrameVsCeiling: round(gatecast.cpuMicrosPerFrame / ceiling.cpuMicrosPerFrame, 2),
+    };
+  } finally {
+    await plant.drop();
+  }
+}
+
+async function crowd(db: ServerInfo, sizes: typeof FULL.crowd) {
+  const { idleCounts, topics, bytes, intervalMs, warmupMs, windowMs } = sizes;
+  const plant = await createBenchPlant(db);
+  const names = topicNames(topics);
+  try {
+    await plant.fill(topics, devicesFor(bytes));
+    const port = freePort();
+    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port);
+    try {
+      return await withLoaders(async (loaders) => {
+        await delay(1000);
+        const baseline = rssBytes(server.pid);
+        const idle = [];
+        let connected = 0;
+        for (const count of idleCounts) {
+          const connectMs = await connectAll(loaders, port, count - connected, names, connected);
+          connected = count;
+          await delay(3000); // let the handshakes' garbage go
+          const rss = rssBytes(server.pid);
+          idle.push({
+            connections: count,
+            connectMs: Math.round(connectMs),
+            rssMiB: round(rss / 2 ** 20),
+            rssKiBPerConnection: round((rss - baseline) / 1024 / count, 2),
+          });
+        }
+        const stopDriver = plant.drive(1, intervalMs / 2);
+        try {
+          await delay(warmupMs);
+          const push = await measure(server, loaders, connected, windowMs);
+          const metrics = await scrape(port);
+          return {
+            baselineRssMiB: round(baseline / 2 ** 20),
+            idle,
+            push: {
+              clients: connected,
+              topics,
+              intervalMs,
+              ...push,
+              serverDropped: [...metrics].filter(([k]) => k.startsWith("gatecast_clients_dropped_total"))
+                .reduce((sum, [, v]) => sum + v, 0),
+            },
+          };
+        } finally {
+          await stopDriver();
+        }
+      });
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await plant.drop();
+  }
+}
+
+async function database(db: ServerInfo, sizes: typeof FULL.db) {
+  const { units, devices, intervalMs, ticks } = sizes;
+  const plant = await createBenchPlant(db);
+  try {
+    await plant.fill(Math.max(...units), devices);
+    const port = freePort();
+    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port);
+    const stopDriver = plant.drive(1, intervalMs);
+    try {
+      const results = [];
+      for (const count of units) {
+        results.push(
+          await withLoaders(async (loaders) => {
+            await connectAll(loaders, port, count, topicNames(count));
+            await delay(intervalMs * 1.5);
+            const polls = 'gatecast_poll_duration_seconds_count{db="bench"}';
+            const seconds = 'gatecast_poll_duration_seconds_sum{db="bench"}';
+            const before = await scrape(port);
+            const selectsBefore = await plant.selectCount();
+            await delay(intervalMs * ticks);
+            const selects = await plant.selectCount() - selectsBefore;
+            const after = await scrape(port);
+            const pollCount = after.get(polls)! - before.get(polls)!;
+            return {
+              units: count,
+              pointsPerUnit: devices * CODES_PER_DEVICE,
+              polls: pollCount,
+              queriesPerPoll: round(selects / pollCount, 2),
+              meanTickMs: round((after.get(seconds)! - before.get(seconds)!) / pollCount * 1000),
+              skippedTicks: after.get('gatecast_ticks_skipped_total{db="bench",handle="real"}') ?? 0,
+            };
+          }),
+        );
+      }
+      return { intervalMs, results };
+    } finally {
+      await stopDriver();
+      await server.stop();
+    }
+  } finally {
+    await plant.drop();
+  }
+}
+
+async function deltas(db: ServerInfo, sizes: typeof FULL.deltas) {
+  const { devices, fractions, intervalMs, ticks } = sizes;
+  const plant = await createBenchPlant(db);
+  try {
+    await plant.fill(1, devices);
+    const port = freePort();
+    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port);
+    try {
+      const socket = new WebSocket(`ws://127.0.0.1:${port}/ws`, "gatecast.v1");
+      const frames: string[] = [];
+      socket.onmessage = (event) => frames.push(event.data);
+      await new Promise((resolve) => socket.onopen = resolve);
+      socket.send(JSON.stringify({ type: "subscribe", id: 1, topic: "bench/real/1" }));
+      while (!frames.some((f) => f.startsWith('{"type":"snapshot"'))) await delay(10);
+      const snapshotBytes = new TextEncoder().encode(frames.find((f) => f.startsWith('{"type":"snapshot"'))!)
+        .length;
+      const results = [];
+      for (const fraction of fractions) {
+        const stopDriver = plant.drive(fraction, intervalMs);
+        await delay(intervalMs * 2);
+        frames.length = 0;
+        const before = await scrape(port);
+        await delay(intervalMs * ticks);
+        const after = await scrape(port);
+        await stopDriver();
+        const key = 'gatecast_poll_duration_seconds_count{db="bench"}';
+        const polls = after.get(key)! - before.get(key)!;
+        const bytes = frames.reduce((sum, f) => sum + new TextEncoder().encode(f).length, 0);
+        results.push({
+          changedPercent: fraction * 100,
+          polls,
+          frames: frames.length,
+          bytesPerTick: Math.round(bytes / polls),
+          percentOfSnapshot: round((bytes / polls) / snapshotBytes * 100, 2),
+        });
+        await delay(intervalMs * 2);
+      }
+      socket.close();
+      return { points: devices * CODES_PER_DEVICE, snapshotBytes, results };
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await plant.drop();
+  }
+}
+
+async function startup(db: ServerInfo, sizes: typeof FULL.startup) {
+  const plant = await createBenchPlant(db);
+  try {
+    const config = await writeConfig(plant, freePort(), 1000, "info");
+    await timeToListening(config); // the first run fills Deno's module cache
+    const runs = [];
+    for (let i = 0; i < sizes.runs; i++) runs.push(round(await timeToListening(config)));
+    const sorted = [...runs].sort((a, b) => a - b);
+    return { runsMs: runs, medianMs: sorted[Math.floor(sorted.length / 2)] };
+  } finally {
+    await plant.drop();
+  }
+}
+
+/** Each target: the measured value, the limit, and whether it holds. */
+// deno-lint-ignore no-explicit-any
+function targets(results: Record<string, any>) {
+  const rows: { target: string; measured: string; ok: boolean }[] = [];
+  const add = (target: string, measured: number | string, ok: boolean) =>
+    rows.push({ target, measured: String(measured), ok });
+  if (results.fanout) {
+    add(
+      "CPU/frame <= 1.25x ceiling",
+      `${results.fanout.cpuPerFrameVsCeiling}x`,
+      results.fanout.cpuPerFrameVsCeiling <= 1.25,
+    );
+  }
+  if (results.crowd) {
+    const push = results.crowd.push;
+    add(`${push.clients} clients: p99 spread <= 150 ms`, `${push.spreadP99Ms} ms`, push.spreadP99Ms <= 150);
+    add(
+      `${push.clients} clients: none dropped`,
+      push.dropped + push.serverDropped,
+      push.dropped + push.serverDropped === 0,
+    );
+    for (const idle of results.crowd.idle) {
+      add(
+        `idle RSS at ${idle.connections} <= 24 KiB/conn`,
+        `${idle.rssKiBPerConnection} KiB`,
+        idle.rssKiBPerConnection <= 24,
+      );
+    }
+  }
+  if (results.db) {
+    for (const r of results.db.results) {
+      add(`${r.units} units: <= 2 queries/poll`, r.queriesPerPoll, r.queriesPerPoll <= 2);
+    }
+    const biggest = results.db.results.at(-1);
+    add(
+      `${biggest.units} units tick <= 25% of interval`,
+      `${biggest.meanTickMs} ms`,
+      biggest.meanTickMs <= results.db.intervalMs / 4,
+    );
+  }
+  if (results.deltas) {
+    for (const r of results.deltas.results) {
+      if (r.changedPercent === 0) add("0% changed: 0 bytes/tick", r.bytesPerTick, r.bytesPerTick === 0);
+      if (r.changedPercent === 5) {
+        add("5% changed: <= 10% of snapshot", `${r.percentOfSnapshot}%`, r.percentOfSnapshot <= 10);
+      }
+    }
+  }
+  if (results.startup) {
+    add("start to listening <= 300 ms", `${results.startup.medianMs} ms`, results.startup.medianMs <= 300);
+  }
+  return rows;
+}
+
+function printTable(rows: Record<string, unknown>[]): void {
+  if (rows.length === 0) return;
+  const keys = Object.keys(rows[0]);
+  const width = keys.map((k) => Math.max(k.length, ...rows.map((r) => String(r[k]).length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(width[i])).join("  ");
+  console.log(line(keys));
+  for (const row of rows) console.log(line(keys.map((k) => String(row[k]))));
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      scenarios: { type: "string", default: SCENARIOS.join(",") },
+      "mysql-url": { type: "string" },
+      json: { type: "string" },
+    },
+  });
+  const chosen = values.scenarios!.split(",").map((s) => s.trim()) as Scenario[];
+  for (const s of chosen) {
+    if (!SCENARIOS.includes(s)) {
+      throw new Error(`--scenarios: unknown scenario '${s}'; known: ${SCENARIOS.join(", ")}`);
+    }
+  }
+  const sizes = values.quick ? QUICK : FULL;
+  let mariadb;
+  let db: ServerInfo;
+  if (values["mysql-url"]) {
+    const u = new URL(values["mysql-url"]);
+    db = {
+      host: u.hostname,
+      port: Number(u.port || 3306),
+      user: decodeURIComponent(u.username),
+      password: decodeURIComponent(u.password),
+    };
+  } else {
+    mariadb = await startThrowawayMariadb();
+    db = mariadb.info;
+  }
+  const results: Record<string, unknown> = {
+    date: new Date().toISOString(),
+    machine:
+      `${Deno.build.os} ${Deno.build.arch}, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}`,
+    quick: values.quick,
+  };
+  const started = performance.now();
+  try {
+    const run = { fanout, crowd, db: database, deltas, startup };
+    for (const scenario of chosen) {
+      console.error(`bench: ${scenario}...`);
+      // deno-lint-ignore no-explicit-any
+      results[scenario] = await run[scenario](db, sizes[scenario] as any);
+    }
+  } finally {
+    await mariadb?.stop();
+    if (mariadb) await Deno.remove(mariadb.dir, { recursive: true }).catch(() => {});
+  }
+  results.seconds = round((performance.now() - started) / 1000);
+  const rows = targets(results);
+  results.targets = rows;
+  console.log(JSON.stringify(results, null, 2));
+  console.log();
+  printTable(rows.map((r) => ({ ...r, ok: r.ok ? "yes" : "NO" })));
+  if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(results, null, 2) + "\n");
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,25 @@
+/**
+ * What the benchmark reads of another process from `/proc`: CPU time (user + system, from
+ * `/proc/<pid>/stat`) and resident memory (`VmRSS` from `/proc/<pid>/status`). Linux only.
+ */
+
+/** Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`; 100 on Linux). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** CPU time a process has used so far, in microseconds (user + system). */
+export function cpuMicros(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const utime = Number(fields[11]); // field 14
+  const stime = Number(fields[12]); // field 15
+  return (utime + stime) * (1_000_000 / CLOCK_TICKS_PER_SECOND);
+}
+
+/** Resident set size of a process, in bytes. */
+export function rssBytes(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const match = status.match(/^VmRSS:\s+(\d+) kB$/m);
+  if (!match) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(match[1]) * 1024;
+}

@@ -1,0 +1,163 @@
+/**
+ * The benchmark's child processes: gatecast itself (`main.ts` with a config file), the ceiling
+ * server, and load generators. Each runs under `sh -c 'ulimit -n <hard limit>'`, so that
+ * thousands of sockets fit in its file-descriptor limit.
+ */
+
+import type { LoadCommand } from "./load_client.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+
+/** Spawns `deno <args>` with the open-files limit raised to the hard limit. */
+function spawnDeno(args: string[], stdin: "piped" | "null", stdout: "piped" | "null"): Deno.ChildProcess {
+  return new Deno.Command("sh", {
+    args: ["-c", 'ulimit -n "$(ulimit -Hn)" && exec "$0" "$@"', Deno.execPath(), ...args],
+    cwd: ROOT,
+    stdin,
+    stdout,
+    stderr: "inherit",
+  }).spawn();
+}
+
+/** Resolves once something accepts TCP connections on the port. */
+async function waitForPort(port: number, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw new Error(`nothing listens on port ${port}: ${error}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+}
+
+/** A server under test, in its own process. */
+export interface ServerProcess {
+  /** Its process id, for `/proc`. */
+  readonly pid: number;
+  /** Its port on 127.0.0.1. */
+  readonly port: number;
+  /** Stops it (SIGTERM, then SIGKILL) and waits for it to exit. */
+  stop(): Promise<void>;
+}
+
+function serverProcess(child: Deno.ChildProcess, port: number): ServerProcess {
+  return {
+    pid: child.pid,
+    port,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* gone */ }
+      const killer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, 5000);
+      await child.status;
+      clearTimeout(killer);
+    },
+  };
+}
+
+/** Starts gatecast as the real program, `main.ts --config <file>`, and waits until it listens. */
+export async function startGatecast(configPath: string, port: number, extraFlags: string[] = []) {
+  const child = spawnDeno(
+    ["run", "--allow-net", "--allow-read", "--allow-env", ...extraFlags, "main.ts", "--config", configPath],
+    "null",
+    "null",
+  );
+  await waitForPort(port);
+  return serverProcess(child, port);
+}
+
+/** Starts the ceiling server and waits until it listens. */
+export async function startCeiling(port: number, devices: number, intervalMs: number) {
+  const child = spawnDeno(
+    [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-env",
+      "bench/ceiling_server.ts",
+      "--port",
+      String(port),
+      "--devices",
+      String(devices),
+      "--interval",
+      String(intervalMs),
+    ],
+    "null",
+    "null",
+  );
+  await waitForPort(port);
+  return serverProcess(child, port);
+}
+
+/** A load-generator process, driven one command at a time. */
+export class LoadProcess {
+  private readonly child: Deno.ChildProcess;
+  private readonly writer: WritableStreamDefaultWriter<Uint8Array>;
+  private readonly lines: AsyncIterator<string>;
+
+  constructor() {
+    this.child = spawnDeno(["run", "--allow-net", "bench/load_client.ts"], "piped", "piped");
+    this.writer = this.child.stdin.getWriter();
+    this.lines = readLines(this.child.stdout);
+  }
+
+  /** Sends one command and returns its reply. */
+  async request<T = Record<string, unknown>>(command: LoadCommand): Promise<T> {
+    await this.writer.write(new TextEncoder().encode(JSON.stringify(command) + "\n"));
+    const next = await this.lines.next();
+    if (next.done) throw new Error("load generator exited");
+    return JSON.parse(next.value);
+  }
+
+  /** Ends the process. */
+  async stop(): Promise<void> {
+    await this.writer.close().catch(() => {});
+    try {
+      this.child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await this.child.status;
+  }
+}
+
+async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let buffered = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    let newline;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      yield buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+    }
+  }
+}
+
+/** Milliseconds from spawning `main.ts` to its "listening" log line, excluding any database. */
+export async function timeToListening(configPath: string): Promise<number> {
+  const started = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-read", "--allow-env", "main.ts", "--config", configPath],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let elapsed = NaN;
+  for await (const line of readLines(child.stderr)) {
+    if (line.includes('"msg":"listening"')) {
+      elapsed = performance.now() - started;
+      break;
+    }
+  }
+  child.kill("SIGKILL");
+  await child.status;
+  await child.stderr.cancel().catch(() => {});
+  if (Number.isNaN(elapsed)) throw new Error("gatecast exited without logging 'listening'");
+  return elapsed;
+}
