@@ -8,7 +8,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { CODES_PER_DEVICE, deviceAddress } from "./plant.ts";
+import { CODES_PER_DEVICE, deviceAddress, startValue } from "./plant.ts";
 
 const { values } = parseArgs({
   options: {
@@ -46,7 +46,7 @@ setInterval(() => {
     for (let device = 1; device <= devices; device++) {
       const address = deviceAddress(unit, device);
       for (let i = 0; i < CODES_PER_DEVICE; i++) {
-        changes.push({ address, code: `c${i}`, value: 100 + i + device / 100 + tick * 0.25 });
+        changes.push({ address, code: `c${i}`, value: startValue(device, i) + tick * 0.25 });
       }
     }
     const text = JSON.stringify({ type: "update", topic, seq: tick + 1, ts, changes });

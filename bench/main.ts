@@ -6,6 +6,7 @@
  *   deno task bench                      every scenario at full size (a few minutes)
  *   deno task bench --quick              every scenario, small and short
  *   deno task bench --scenarios fanout,db
+ *   deno task bench --scenarios fanout --profile /tmp/prof   gatecast runs with --cpu-prof
  *
  * Scenarios: `fanout` (gatecast and the ceiling), `crowd` (idle RSS per connection, then a
  * push to all of them), `db` (queries and duration per tick), `deltas` (bytes per tick),
@@ -57,6 +58,18 @@ const QUICK: typeof FULL = {
   db: { units: [1, 100, 1000], devices: 20, intervalMs: 1000, ticks: 3 },
   deltas: { devices: 20, fractions: [0, 0.05, 1], intervalMs: 200, ticks: 10 },
   startup: { runs: 3 },
+};
+
+/** Extra `deno run` flags for gatecast (`--profile <dir>` adds `--cpu-prof`). */
+const gatecastFlags: string[] = [];
+
+/** Tiny sizes that only prove the harness works (`--smoke`, used by tests/bench_test.ts). */
+const SMOKE: typeof FULL = {
+  fanout: { clients: 4, topics: 2, bytes: 1000, intervalMs: 100, warmupMs: 300, windowMs: 1000 },
+  crowd: { idleCounts: [4, 8], topics: 2, bytes: 1000, intervalMs: 200, warmupMs: 300, windowMs: 1000 },
+  db: { units: [1, 2], devices: 2, intervalMs: 200, ticks: 3 },
+  deltas: { devices: 20, fractions: [0, 0.05, 1], intervalMs: 200, ticks: 3 },
+  startup: { runs: 1 },
 };
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -126,7 +139,10 @@ function spreads(reports: LoadReport[], clients: number) {
   const ticks = [...merged.values()].sort((a, b) => a.ts - b.ts).slice(1, -1);
   const complete = ticks.filter((t) => t.count >= clients);
   const spread = complete.map((t) => t.last - t.first).sort((a, b) => a - b);
+  // A frame's `ts` is taken when the poll's queries have returned, just before the fan-out.
+  const fanoutMs = complete.map((t) => t.last - t.ts);
   return {
+    meanFanoutMs: round(fanoutMs.reduce((a, b) => a + b, 0) / Math.max(1, fanoutMs.length)),
     ticks: ticks.length,
     completeTicks: complete.length,
     missedFrames: ticks.reduce((sum, t) => sum + Math.max(0, clients - t.count), 0),
@@ -217,7 +233,7 @@ async function fanout(db: ServerInfo, sizes: typeof FULL.fanout) {
     await plant.fill(topics, devices);
     const port = freePort();
     const config = await writeConfig(plant, port, intervalMs);
-    const gatecast = await run(() => startGatecast(config, port), plant);
+    const gatecast = await run(() => startGatecast(config, port, gatecastFlags), plant);
     const ceilingPort = freePort();
     const ceiling = await run(() => startCeiling(ceilingPort, devices, intervalMs));
     return {
@@ -241,7 +257,7 @@ async function crowd(db: ServerInfo, sizes: typeof FULL.crowd) {
   try {
     await plant.fill(topics, devicesFor(bytes));
     const port = freePort();
-    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port);
+    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port, gatecastFlags);
     try {
       return await withLoaders(async (loaders) => {
         await delay(1000);
@@ -289,13 +305,37 @@ async function crowd(db: ServerInfo, sizes: typeof FULL.crowd) {
   }
 }
 
+/** The crowd's push, and the memory of its connections, on the ceiling: what this machine allows. */
+async function crowdCeiling(sizes: typeof FULL.crowd) {
+  const { idleCounts, topics, bytes, intervalMs, warmupMs, windowMs } = sizes;
+  const clients = Math.max(...idleCounts);
+  const port = freePort();
+  const server = await startCeiling(port, devicesFor(bytes), intervalMs);
+  try {
+    return await withLoaders(async (loaders) => {
+      await delay(1000);
+      const baseline = rssBytes(server.pid);
+      await connectAll(loaders, port, clients, topicNames(topics));
+      await delay(3000);
+      const rss = rssBytes(server.pid);
+      await delay(warmupMs);
+      return {
+        rssKiBPerConnection: round((rss - baseline) / 1024 / clients, 2),
+        push: { clients, ...await measure(server, loaders, clients, windowMs) },
+      };
+    });
+  } finally {
+    await server.stop();
+  }
+}
+
 async function database(db: ServerInfo, sizes: typeof FULL.db) {
   const { units, devices, intervalMs, ticks } = sizes;
   const plant = await createBenchPlant(db);
   try {
     await plant.fill(Math.max(...units), devices);
     const port = freePort();
-    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port);
+    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port, gatecastFlags);
     const stopDriver = plant.drive(1, intervalMs);
     try {
       const results = [];
@@ -306,19 +346,25 @@ async function database(db: ServerInfo, sizes: typeof FULL.db) {
             await delay(intervalMs * 1.5);
             const polls = 'gatecast_poll_duration_seconds_count{db="bench"}';
             const seconds = 'gatecast_poll_duration_seconds_sum{db="bench"}';
+            const skipped = 'gatecast_ticks_skipped_total{db="bench",handle="real"}';
             const before = await scrape(port);
             const selectsBefore = await plant.selectCount();
-            await delay(intervalMs * ticks);
+            const fanout = await measure(server, loaders, count, intervalMs * ticks);
             const selects = await plant.selectCount() - selectsBefore;
             const after = await scrape(port);
             const pollCount = after.get(polls)! - before.get(polls)!;
+            const queryMs = (after.get(seconds)! - before.get(seconds)!) / pollCount * 1000;
+            await Promise.all(loaders.map((l) => l.request({ cmd: "close" })));
             return {
               units: count,
               pointsPerUnit: devices * CODES_PER_DEVICE,
               polls: pollCount,
               queriesPerPoll: round(selects / pollCount, 2),
-              meanTickMs: round((after.get(seconds)! - before.get(seconds)!) / pollCount * 1000),
-              skippedTicks: after.get('gatecast_ticks_skipped_total{db="bench",handle="real"}') ?? 0,
+              meanQueryMs: round(queryMs),
+              meanFanoutMs: fanout.meanFanoutMs,
+              meanTickMs: round(queryMs + fanout.meanFanoutMs),
+              skippedTicks: (after.get(skipped) ?? 0) - (before.get(skipped) ?? 0),
+              serverCpuPercent: fanout.serverCpuPercent,
             };
           }),
         );
@@ -339,7 +385,7 @@ async function deltas(db: ServerInfo, sizes: typeof FULL.deltas) {
   try {
     await plant.fill(1, devices);
     const port = freePort();
-    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port);
+    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port, gatecastFlags);
     try {
       const socket = new WebSocket(`ws://127.0.0.1:${port}/ws`, "gatecast.v1");
       const frames: string[] = [];
@@ -462,9 +508,11 @@ async function main(): Promise<void> {
     args: Deno.args,
     options: {
       quick: { type: "boolean", default: false },
+      smoke: { type: "boolean", default: false },
       scenarios: { type: "string", default: SCENARIOS.join(",") },
       "mysql-url": { type: "string" },
       json: { type: "string" },
+      profile: { type: "string" },
     },
   });
   const chosen = values.scenarios!.split(",").map((s) => s.trim()) as Scenario[];
@@ -473,7 +521,8 @@ async function main(): Promise<void> {
       throw new Error(`--scenarios: unknown scenario '${s}'; known: ${SCENARIOS.join(", ")}`);
     }
   }
-  const sizes = values.quick ? QUICK : FULL;
+  const sizes = values.smoke ? SMOKE : values.quick ? QUICK : FULL;
+  if (values.profile) gatecastFlags.push("--cpu-prof", `--cpu-prof-dir=${values.profile}`);
   let mariadb;
   let db: ServerInfo;
   if (values["mysql-url"]) {
@@ -492,7 +541,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     machine:
       `${Deno.build.os} ${Deno.build.arch}, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}`,
-    quick: values.quick,
+    sizes: values.smoke ? "smoke" : values.quick ? "quick" : "full",
   };
   const started = performance.now();
   try {
@@ -501,6 +550,7 @@ async function main(): Promise<void> {
       console.error(`bench: ${scenario}...`);
       // deno-lint-ignore no-explicit-any
       results[scenario] = await run[scenario](db, sizes[scenario] as any);
+      if (scenario === "crowd") results.crowdCeiling = await crowdCeiling(sizes.crowd);
     }
   } finally {
     await mariadb?.stop();

@@ -13,6 +13,14 @@ export const CODES_PER_DEVICE = 10;
 
 const CODES = Array.from({ length: CODES_PER_DEVICE }, (_, i) => `c${i}`);
 
+/**
+ * A value's start; values then grow by 0.25 a step. Quarters are exact in binary, so the
+ * database, gatecast and the ceiling all print them with the same digits.
+ */
+export function startValue(device: number, code: number): number {
+  return 100 + code + device / 4;
+}
+
 /** A device's address, as stored in `gateway_address` and `equip_address`. */
 export function deviceAddress(unit: number, device: number): string {
   return `U${unit}D${device}`;
@@ -68,7 +76,7 @@ export async function createBenchPlant(server: ServerInfo): Promise<BenchPlant> 
       for (let unit = 1; unit <= units; unit++) {
         for (let device = 1; device <= devices; device++) {
           const address = deviceAddress(unit, device);
-          data.push([address, ...CODES.map((_, i) => 100 + i + device / 100)]);
+          data.push([address, ...CODES.map((_, i) => startValue(device, i))]);
           CODES.forEach((code, i) => {
             points.push([
               unit,

@@ -1,0 +1,65 @@
+/**
+ * The benchmark harness (`deno task bench`) at tiny sizes: gatecast and the ceiling run as
+ * their own processes, load generators count frames, and the report holds every field. No
+ * timing is asserted here; the targets live in bench/README.md.
+ */
+
+import assert from "node:assert/strict";
+import { testServer } from "./support/mysql.ts";
+
+async function runBench(scenarios: string): Promise<Record<string, unknown>> {
+  const server = await testServer();
+  const json = await Deno.makeTempFile({ suffix: ".json" });
+  try {
+    const result = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        "bench/main.ts",
+        "--smoke",
+        "--scenarios",
+        scenarios,
+        "--mysql-url",
+        `mysql://${server.user}:${server.password}@${server.host}:${server.port}`,
+        "--json",
+        json,
+      ],
+      cwd: new URL("../", import.meta.url).pathname,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.ok(result.success, new TextDecoder().decode(result.stderr));
+    return JSON.parse(await Deno.readTextFile(json));
+  } finally {
+    await Deno.remove(json);
+  }
+}
+
+Deno.test("the fan-out scenario delivers every tick to every client of gatecast and of the ceiling", async () => {
+  // deno-lint-ignore no-explicit-any
+  const report: any = await runBench("fanout");
+  const { gatecast, ceiling } = report.fanout;
+  for (const server of [gatecast, ceiling]) {
+    assert.equal(server.dropped, 0);
+    assert.equal(server.missedFrames, 0);
+    assert.ok(server.completeTicks > 0, `no complete tick in ${JSON.stringify(server)}`);
+    assert.ok(server.cpuMicrosPerFrame > 0);
+  }
+  // Both servers send the same frame, every point's new value; only `seq` and values' digits differ.
+  const sizeGap = Math.abs(gatecast.meanFrameBytes - ceiling.meanFrameBytes) / ceiling.meanFrameBytes;
+  assert.ok(sizeGap < 0.02, `frames of ${gatecast.meanFrameBytes} and ${ceiling.meanFrameBytes} bytes`);
+  assert.equal(report.fanout.pointsPerTopic, 20);
+  assert.deepEqual(report.targets.map((t: { target: string }) => t.target), ["CPU/frame <= 1.25x ceiling"]);
+});
+
+Deno.test("the deltas scenario sends nothing when nothing changes and the changed values otherwise", async () => {
+  // deno-lint-ignore no-explicit-any
+  const report: any = await runBench("deltas");
+  const [none, some, all] = report.deltas.results;
+  assert.equal(report.deltas.points, 200);
+  assert.deepEqual([none.changedPercent, some.changedPercent, all.changedPercent], [0, 5, 100]);
+  assert.equal(none.frames, 0);
+  assert.equal(none.bytesPerTick, 0);
+  assert.ok(some.bytesPerTick > 0 && some.bytesPerTick < all.bytesPerTick);
+  assert.ok(all.bytesPerTick < report.deltas.snapshotBytes);
+});
