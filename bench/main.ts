@@ -262,18 +262,29 @@ async function crowd(db: ServerInfo, sizes: typeof FULL.crowd) {
       return await withLoaders(async (loaders) => {
         await delay(1000);
         const baseline = rssBytes(server.pid);
-        const idle = [];
+        const idle: {
+          connections: number;
+          connectMs: number;
+          rssMiB: number;
+          rssKiBPerConnection: number;
+          marginalKiBPerConnection: number | undefined;
+        }[] = [];
         let connected = 0;
         for (const count of idleCounts) {
           const connectMs = await connectAll(loaders, port, count - connected, names, connected);
           connected = count;
           await delay(3000); // let the handshakes' garbage go
           const rss = rssBytes(server.pid);
+          const previous = idle.at(-1);
           idle.push({
             connections: count,
             connectMs: Math.round(connectMs),
             rssMiB: round(rss / 2 ** 20),
             rssKiBPerConnection: round((rss - baseline) / 1024 / count, 2),
+            // Without the fixed cost of the first connections (heap growth): the slope.
+            marginalKiBPerConnection: previous
+              ? round((rss / 2 ** 20 - previous.rssMiB) * 1024 / (count - previous.connections), 2)
+              : undefined,
           });
         }
         const stopDriver = plant.drive(1, intervalMs / 2);

@@ -21,6 +21,22 @@ export function startValue(device: number, code: number): number {
   return 100 + code + device / 4;
 }
 
+/** Point `code` of a unit's device as gatecast sends it in a snapshot (at its start value). */
+export function benchPoint(unit: number, device: number, code: number) {
+  const address = deviceAddress(unit, device);
+  return {
+    code: `c${code}`,
+    recode: `C${code}`,
+    name: `c${code} of ${address}`,
+    rename: `${address} c${code}`,
+    show_id: (device - 1) * CODES_PER_DEVICE + code + 1,
+    address,
+    gateway_id: device,
+    address_type: "modbus",
+    value: startValue(device, code),
+  };
+}
+
 /** A device's address, as stored in `gateway_address` and `equip_address`. */
 export function deviceAddress(unit: number, device: number): string {
   return `U${unit}D${device}`;
@@ -77,20 +93,21 @@ export async function createBenchPlant(server: ServerInfo): Promise<BenchPlant> 
         for (let device = 1; device <= devices; device++) {
           const address = deviceAddress(unit, device);
           data.push([address, ...CODES.map((_, i) => startValue(device, i))]);
-          CODES.forEach((code, i) => {
+          for (let i = 0; i < CODES_PER_DEVICE; i++) {
+            const p = benchPoint(unit, device, i);
             points.push([
               unit,
-              code,
-              code.toUpperCase(),
-              `${code} of ${address}`,
-              `${address} ${code}`,
-              (device - 1) * CODES_PER_DEVICE + i + 1,
-              address,
-              device,
-              "modbus",
+              p.code,
+              p.recode,
+              p.name,
+              p.rename,
+              p.show_id,
+              p.address,
+              p.gateway_id,
+              p.address_type,
               "a",
             ]);
-          });
+          }
         }
       }
       for (let i = 0; i < points.length; i += 5000) {
