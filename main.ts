@@ -65,7 +65,8 @@ async function main(): Promise<void> {
   }
   if (demo) {
     const url = `ws://${app.hostname}:${app.port}/ws`;
-    console.log(`gatecast demo running: http://${app.hostname}:${app.port}/  (WebSocket ${url})`);
+    console.log(`gatecast demo running: open http://${app.hostname}:${app.port}/?topic=demo/real/1`);
+    console.log(`WebSocket: ${url}`);
     console.log(`try: ${demo.exampleCommand(url)}`);
   }
 

@@ -158,7 +158,7 @@ export class GatecastClient {
   #WebSocket;
 
   /**
-   * Starts connecting at once.
+   * Starts connecting as soon as the caller's code yields.
    * @param {string} url the WebSocket endpoint, e.g. `ws://gateway:4053/ws`
    * @param {ClientOptions} [options]
    */
@@ -176,7 +176,14 @@ export class GatecastClient {
       ...options,
     };
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
-    this.#connect();
+    const scheme = new URL(url).protocol; // throws a TypeError for a bad URL, here and now
+    if (scheme !== "ws:" && scheme !== "wss:") {
+      throw new SyntaxError(`expected a ws: or wss: URL, got ${url}`);
+    }
+    // Connect after the constructor returns, so that callbacks can already use the client.
+    queueMicrotask(() => {
+      if (!this.#stopped) this.#connect();
+    });
   }
 
   /** The current status. @returns {Status} */
@@ -245,7 +252,6 @@ export class GatecastClient {
     try {
       socket = new this.#WebSocket(this.url, SUBPROTOCOL);
     } catch (error) {
-      if (this.#failures === 0) throw error; // a bad URL: tell the caller at once
       this.#lost(1006, String(error));
       return;
     }

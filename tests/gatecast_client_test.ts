@@ -348,3 +348,11 @@ Deno.test("with maxAttempts the client gives up after that many failed attempts 
   ]);
   client.close();
 });
+
+Deno.test("a URL that is not ws: or wss: is refused at once", () => {
+  assert.throws(() => new GatecastClient("http://127.0.0.1:4053/ws"), {
+    name: "SyntaxError",
+    message: "expected a ws: or wss: URL, got http://127.0.0.1:4053/ws",
+  });
+  assert.throws(() => new GatecastClient("not a url"), TypeError);
+});
