@@ -1,0 +1,168 @@
+/**
+ * `/metrics`: the Prometheus text format of `lib/metrics.ts`, and the numbers a running server
+ * reports (connections, subscriptions, topics, ticks, queries and their durations and errors per
+ * database, frames and UTF-8 bytes sent, clients dropped by reason), checked against what real
+ * clients received.
+ */
+
+import assert from "node:assert/strict";
+import { DURATION_BUCKETS, METRIC_FAMILIES, Metrics } from "../lib/metrics.ts";
+import { createTestDatabase, freePort } from "./support/mysql.ts";
+import { startTestApp, waitFor } from "./support/app.ts";
+import { TestClient } from "./support/ws_client.ts";
+
+Deno.test("a new Metrics lists every declared family; counters start at 0 with their initial labels", () => {
+  const metrics = new Metrics([
+    { name: "t_ticks_total", type: "counter", help: "Ticks." },
+    {
+      name: "t_dropped_total",
+      type: "counter",
+      help: "Drops.",
+      initial: [{ reason: "slow" }, { reason: "big" }],
+    },
+    { name: "t_wait_seconds", type: "histogram", help: "Waits." },
+    { name: "t_open", type: "gauge", help: "Open." },
+  ]);
+  assert.deepEqual(
+    metrics.render(),
+    [
+      "# HELP t_ticks_total Ticks.",
+      "# TYPE t_ticks_total counter",
+      "t_ticks_total 0",
+      "# HELP t_dropped_total Drops.",
+      "# TYPE t_dropped_total counter",
+      't_dropped_total{reason="slow"} 0',
+      't_dropped_total{reason="big"} 0',
+      "# HELP t_wait_seconds Waits.",
+      "# TYPE t_wait_seconds histogram",
+      "# HELP t_open Open.",
+      "# TYPE t_open gauge",
+      "",
+    ].join("\n"),
+  );
+});
+
+Deno.test("a histogram renders cumulative buckets, +Inf, sum and count; label values are escaped", () => {
+  const metrics = new Metrics([]);
+  metrics.observe("t_seconds", "Durations.", { db: 'a"b\\c' }, 0.003);
+  metrics.observe("t_seconds", "Durations.", { db: 'a"b\\c' }, 0.2);
+  metrics.observe("t_seconds", "Durations.", { db: 'a"b\\c' }, 20);
+  const lines = metrics.render().trimEnd().split("\n");
+  const label = 'db="a\\"b\\\\c"';
+  const counts = DURATION_BUCKETS.map((bound) => (bound >= 0.003 ? 1 : 0) + (bound >= 0.2 ? 1 : 0));
+  assert.deepEqual(lines, [
+    "# HELP t_seconds Durations.",
+    "# TYPE t_seconds histogram",
+    ...DURATION_BUCKETS.map((bound, i) => `t_seconds_bucket{${label},le="${bound}"} ${counts[i]}`),
+    `t_seconds_bucket{${label},le="+Inf"} 3`,
+    `t_seconds_sum{${label}} 20.203`,
+    `t_seconds_count{${label}} 3`,
+  ]);
+});
+
+/** Parses Prometheus text into "name{labels}" → value, skipping comments. */
+function parseMetrics(text: string): Map<string, number> {
+  const values = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const space = line.lastIndexOf(" ");
+    values.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return values;
+}
+
+Deno.test("GET /metrics counts what real clients received, per database, and every family the issue names", async () => {
+  const db = await createTestDatabase();
+  await db.addPoints([
+    { unit: 5, code: "ua", address: "K1", showId: 1, rename: "Kessel 1 Temperatur (°C)" },
+    { unit: 5, code: "state", address: "K1", showId: 2, rename: "Kessel 1 Zustand" },
+  ]);
+  await db.setData("K1", { ua: 80, state: "läuft" });
+  // `down` points at a port nobody listens on: its probes fail.
+  const down = { host: "127.0.0.1", port: freePort(), user: "x", password: "y", database: "z" };
+  const app = await startTestApp({ plant1: db.settings, down }, { pollIntervalMs: 100, maxFrameBytes: 256 });
+  const received: string[] = [];
+  try {
+    const first = await app.metrics.render();
+    for (const family of METRIC_FAMILIES) {
+      assert.match(first, new RegExp(`^# TYPE ${family.name} ${family.type}$`, "m"));
+    }
+    for (
+      const name of [
+        "gatecast_connections",
+        "gatecast_subscriptions",
+        "gatecast_topics",
+        "gatecast_ticks_total",
+        "gatecast_ticks_skipped_total",
+        "gatecast_db_queries_total",
+        "gatecast_db_query_duration_seconds",
+        "gatecast_db_query_errors_total",
+        "gatecast_frames_sent_total",
+        "gatecast_sent_bytes_total",
+        "gatecast_clients_dropped_total",
+      ]
+    ) assert.match(first, new RegExp(`^# HELP ${name} `, "m"));
+
+    const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+    client.send({ type: "subscribe", id: 1, topic: "plant1/real/5" });
+    received.push(await client.nextText(), await client.nextText());
+    await db.query("UPDATE device_data_real SET state = 'gestört ⚠' WHERE equip_address = 'K1'");
+    received.push(await client.nextText());
+    client.send({ type: "subscribe", id: 2, topic: "plant1/bogus/5" });
+    received.push(await client.nextText());
+    assert.deepEqual(JSON.parse(received[3]).code, "UNKNOWN_HANDLE");
+
+    const big = await TestClient.open(app.wsUrl, "gatecast.v1");
+    big.send("x".repeat(300));
+    assert.deepEqual((await big.closed).code, 1009);
+    await waitFor(
+      "the down database to fail a probe",
+      () => app.metrics.value("gatecast_db_query_errors_total", { db: "down", failure: "unavailable" }) >= 1,
+    );
+
+    const response = await fetch(`${app.httpUrl}/metrics`);
+    assert.deepEqual(response.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+    const m = parseMetrics(await response.text());
+    assert.deepEqual(m.get("gatecast_connections"), 1);
+    assert.deepEqual(m.get("gatecast_subscriptions"), 1);
+    assert.deepEqual(m.get("gatecast_topics"), 1);
+    assert.deepEqual(m.get("gatecast_frames_sent_total"), 4);
+    const bytes = received.reduce((sum, text) => sum + new TextEncoder().encode(text).length, 0);
+    assert.ok(bytes > received.join("").length, "the frames hold non-ASCII text");
+    assert.deepEqual(m.get("gatecast_sent_bytes_total"), bytes);
+    assert.deepEqual(m.get('gatecast_clients_dropped_total{reason="frame_too_big"}'), 1);
+    assert.deepEqual(m.get('gatecast_clients_dropped_total{reason="slow"}'), 0);
+    assert.deepEqual(m.get('gatecast_clients_dropped_total{reason="policy"}'), 0);
+    assert.deepEqual(m.get('gatecast_client_errors_total{code="UNKNOWN_HANDLE"}'), 1);
+    assert.ok(m.get("gatecast_ticks_total")! >= 1);
+
+    const queries = m.get('gatecast_db_queries_total{db="plant1"}')!;
+    assert.ok(queries >= 4, `plant1 ran ${queries} queries`); // at least the first poll and the update's
+    assert.deepEqual(m.get('gatecast_db_query_duration_seconds_count{db="plant1"}'), queries);
+    assert.deepEqual(m.get('gatecast_db_query_duration_seconds_bucket{db="plant1",le="+Inf"}'), queries);
+    assert.deepEqual(m.get('gatecast_db_query_errors_total{db="plant1",failure="unavailable"}'), 0);
+    assert.deepEqual(m.get('gatecast_poll_errors_total{db="plant1"}'), 0);
+    const downQueries = m.get('gatecast_db_queries_total{db="down"}')!;
+    assert.ok(downQueries >= 1);
+    assert.deepEqual(m.get('gatecast_db_query_errors_total{db="down",failure="unavailable"}'), downQueries);
+    assert.deepEqual(m.get('gatecast_db_query_duration_seconds_count{db="down"}'), downQueries);
+    await client.close();
+  } finally {
+    await app.stop();
+    await db.drop();
+  }
+});
+
+Deno.test("a legacy client closed for an unknown database counts as dropped for policy", async () => {
+  const db = await createTestDatabase();
+  const app = await startTestApp({ plant1: db.settings });
+  try {
+    const legacy = await TestClient.open(`ws://127.0.0.1:${app.port}/`);
+    legacy.send({ unit_id: 1, handle: "real", db_code: "plant9", config: "" });
+    assert.deepEqual((await legacy.closed).code, 1008);
+    assert.deepEqual(app.metrics.value("gatecast_clients_dropped_total", { reason: "policy" }), 1);
+  } finally {
+    await app.stop();
+    await db.drop();
+  }
+});
