@@ -13,7 +13,7 @@ import { chromium, type Page } from "playwright-core";
 import { DASHBOARD_ASSETS } from "../lib/dashboard.ts";
 import { startDemoPlant } from "../lib/demo_plant.ts";
 import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
-import { startTestApp, type TestApp } from "./support/app.ts";
+import { startTestApp, withTestApp } from "./support/app.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = new URL("./artifacts/", import.meta.url);
@@ -28,8 +28,7 @@ const browserRequired = Deno.env.get("GATECAST_REQUIRE_BROWSER") === "1";
 
 Deno.test("every dashboard file is served from the program with its type, byte for byte as in client/", async () => {
   const db = await createTestDatabase();
-  const app = await startTestApp({ plant1: db.settings });
-  try {
+  await withTestApp(db, { plant1: db.settings }, async (app) => {
     const files: Record<string, [string, string]> = {
       "/": ["dashboard.html", "text/html; charset=utf-8"],
       "/dashboard.css": ["dashboard.css", "text/css; charset=utf-8"],
@@ -50,11 +49,20 @@ Deno.test("every dashboard file is served from the program with its type, byte f
     const missing = await fetch(`${app.httpUrl}/dashboard.jsx`);
     assert.deepEqual(missing.status, 404);
     assert.deepEqual(await missing.json(), { error: "no route /dashboard.jsx" });
-  } finally {
-    await app.stop();
-    await db.drop();
-  }
+  });
 });
+
+/** A test that needs Chromium: ignored without it, unless GATECAST_REQUIRE_BROWSER=1. */
+function browserTest(name: string, fn: () => Promise<void>): void {
+  // Playwright's pipes to the browser outlive a test's ops by design.
+  Deno.test({
+    name,
+    ignore: !hasChromium && !browserRequired,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn,
+  });
+}
 
 /** Runs `fn` with a page of a fresh headless Chromium (its own empty profile directory). */
 async function withPage(fn: (page: Page, errors: string[]) => Promise<void>): Promise<void> {
@@ -122,17 +130,12 @@ async function plant(): Promise<TestDatabase> {
   return db;
 }
 
-Deno.test({
-  name:
-    "in Chromium the dashboard shows the snapshot, then an UPDATE's new value, flashing, and a stale banner",
-  ignore: !hasChromium && !browserRequired,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
+browserTest(
+  "in Chromium the dashboard shows the snapshot, then an UPDATE's new value, flashing, and a stale banner",
+  async () => {
     const db = await plant();
-    const app: TestApp = await startTestApp({ plant1: db.settings });
-    try {
-      await withPage(async (page, errors) => {
+    await withTestApp(db, { plant1: db.settings }, (app) =>
+      withPage(async (page, errors) => {
         await page.goto(`${app.httpUrl}/?topic=plant1/real/12`);
         await page.waitForSelector("#points tbody tr");
         assert.deepEqual(await page.textContent("#topic"), "plant1/real/12");
@@ -178,24 +181,17 @@ Deno.test({
         assert.deepEqual(await page.getAttribute("body", "data-status"), "open");
 
         assert.deepEqual(errors, []);
-      });
-    } finally {
-      await app.stop();
-      await db.drop();
-    }
+      }));
   },
-});
+);
 
-Deno.test({
-  name: "in Chromium the picker lists the configured databases and opens the chosen unit",
-  ignore: !hasChromium && !browserRequired,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
-    const db = await plant();
-    const app = await startTestApp({ plant1: db.settings, plant2: db.settings });
-    try {
-      await withPage(async (page, errors) => {
+browserTest("in Chromium the picker lists the configured databases and opens the chosen unit", async () => {
+  const db = await plant();
+  await withTestApp(
+    db,
+    { plant1: db.settings, plant2: db.settings },
+    (app) =>
+      withPage(async (page, errors) => {
         await page.goto(`${app.httpUrl}/`);
         await page.waitForSelector("#db option", { state: "attached" });
         assert.deepEqual(await page.$$eval("#db option", (os) => os.map((o) => o.textContent)), [
@@ -209,20 +205,13 @@ Deno.test({
         assert.deepEqual(new URL(page.url()).search, "?topic=plant2%2Freal%2F12");
         assert.deepEqual((await valueCells(page))["GW2 ua"], "231");
         assert.deepEqual(errors, []);
-      });
-    } finally {
-      await app.stop();
-      await db.drop();
-    }
-  },
+      }),
+  );
 });
 
-Deno.test({
-  name: "in Chromium the demo plant's dashboard is alive: values change within a few seconds",
-  ignore: !hasChromium && !browserRequired,
-  sanitizeOps: false,
-  sanitizeResources: false,
-  async fn() {
+browserTest(
+  "in Chromium the demo plant's dashboard is alive: values change within a few seconds",
+  async () => {
     const demo = startDemoPlant();
     const app = await startTestApp(
       { demo: { driver: "sqlite", path: ":memory:" } },
@@ -244,4 +233,4 @@ Deno.test({
       demo.stop();
     }
   },
-});
+);

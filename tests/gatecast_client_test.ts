@@ -14,7 +14,7 @@ import {
   type TopicState,
 } from "../client/gatecast_client.js";
 import { createTestDatabase, freePort, type TestDatabase } from "./support/mysql.ts";
-import { startTestApp, type TestApp, waitFor } from "./support/app.ts";
+import { startTestApp, type TestApp, waitFor, withTestApp } from "./support/app.ts";
 
 const TOPIC = "plant1/real/7";
 
@@ -60,13 +60,7 @@ async function withBoilerRoom(
   settings: Record<string, unknown> = {},
 ): Promise<void> {
   const db = await boilerRoom();
-  const app = await startTestApp({ plant1: db.settings }, settings);
-  try {
-    await fn(db, app);
-  } finally {
-    await app.stop();
-    await db.drop();
-  }
+  await withTestApp(db, { plant1: db.settings }, (app) => fn(db, app), settings);
 }
 
 Deno.test("backoffDelay doubles from the initial delay, stops at the cap, and jitter only shortens it", () => {

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { DURATION_BUCKETS, METRIC_FAMILIES, Metrics } from "../lib/metrics.ts";
 import { createTestDatabase, freePort } from "./support/mysql.ts";
-import { startTestApp, waitFor } from "./support/app.ts";
+import { waitFor, withTestApp } from "./support/app.ts";
 import { TestClient } from "./support/ws_client.ts";
 
 Deno.test("a new Metrics lists every declared family; counters start at 0 with their initial labels", () => {
@@ -80,9 +80,8 @@ Deno.test("GET /metrics counts what real clients received, per database, and eve
   await db.setData("K1", { ua: 80, state: "läuft" });
   // `down` points at a port nobody listens on: its probes fail.
   const down = { host: "127.0.0.1", port: freePort(), user: "x", password: "y", database: "z" };
-  const app = await startTestApp({ plant1: db.settings, down }, { pollIntervalMs: 100, maxFrameBytes: 256 });
   const received: string[] = [];
-  try {
+  await withTestApp(db, { plant1: db.settings, down }, async (app) => {
     const first = await app.metrics.render();
     for (const family of METRIC_FAMILIES) {
       assert.match(first, new RegExp(`^# TYPE ${family.name} ${family.type}$`, "m"));
@@ -147,22 +146,15 @@ Deno.test("GET /metrics counts what real clients received, per database, and eve
     assert.deepEqual(m.get('gatecast_db_query_errors_total{db="down",failure="unavailable"}'), downQueries);
     assert.deepEqual(m.get('gatecast_db_query_duration_seconds_count{db="down"}'), downQueries);
     await client.close();
-  } finally {
-    await app.stop();
-    await db.drop();
-  }
+  }, { pollIntervalMs: 100, maxFrameBytes: 256 });
 });
 
 Deno.test("a legacy client closed for an unknown database counts as dropped for policy", async () => {
   const db = await createTestDatabase();
-  const app = await startTestApp({ plant1: db.settings });
-  try {
+  await withTestApp(db, { plant1: db.settings }, async (app) => {
     const legacy = await TestClient.open(`ws://127.0.0.1:${app.port}/`);
     legacy.send({ unit_id: 1, handle: "real", db_code: "plant9", config: "" });
     assert.deepEqual((await legacy.closed).code, 1008);
     assert.deepEqual(app.metrics.value("gatecast_clients_dropped_total", { reason: "policy" }), 1);
-  } finally {
-    await app.stop();
-    await db.drop();
-  }
+  });
 });
