@@ -181,7 +181,13 @@ export interface TestDatabase {
   setData(address: string, values: Record<string, number | string | null>): Promise<void>;
   /** `Com_select` of the whole server (SELECT statements run so far). */
   selectCount(): Promise<number>;
-  /** Drops the database and closes the admin pool. */
+  /**
+   * Creates a login of its own for gatecast (SELECT on this database only) and a counter of the
+   * SELECTs the server ran for it: MariaDB's USER_STATISTICS (userstat), or MySQL's
+   * performance_schema. Other clients of the same server do not disturb the count.
+   */
+  dedicatedUser(): Promise<{ settings: MysqlSettings; selects(): Promise<number> }>;
+  /** Drops the database (and its dedicated user) and closes the admin pool. */
   drop(): Promise<void>;
 }
 
@@ -193,7 +199,7 @@ export async function createTestDatabase(server?: ServerInfo): Promise<TestDatab
   await admin.query(`CREATE DATABASE \`${name}\``);
   await admin.query(`USE \`${name}\``);
   for (const sql of SCHEMA_SQL) await admin.query(sql);
-  return {
+  const database: TestDatabase = {
     server: info,
     settings: {
       driver: "mysql",
@@ -238,9 +244,36 @@ export async function createTestDatabase(server?: ServerInfo): Promise<TestDatab
       const [rows] = await admin.query("SHOW GLOBAL STATUS LIKE 'Com_select'");
       return Number((rows as { Value: string }[])[0].Value);
     },
+    async dedicatedUser() {
+      const password = crypto.randomUUID();
+      await admin.query(`CREATE USER IF NOT EXISTS '${name}'@'%' IDENTIFIED BY '${password}'`);
+      await admin.query(`GRANT SELECT ON \`${name}\`.* TO '${name}'@'%'`);
+      let selects: () => Promise<number>;
+      try {
+        await admin.query("SET GLOBAL userstat = 1");
+        selects = async () => {
+          const [rows] = await admin.query(
+            "SELECT SELECT_COMMANDS AS n FROM information_schema.USER_STATISTICS WHERE USER = ?",
+            [name],
+          );
+          return Number((rows as { n: number }[])[0]?.n ?? 0);
+        };
+      } catch {
+        selects = async () => {
+          const [rows] = await admin.query(
+            "SELECT COUNT_STAR AS n FROM performance_schema.events_statements_summary_by_user_by_event_name WHERE USER = ? AND EVENT_NAME = 'statement/sql/select'",
+            [name],
+          );
+          return Number((rows as { n: number }[])[0]?.n ?? 0);
+        };
+      }
+      return { settings: { ...database.settings, user: name, password }, selects };
+    },
     async drop() {
+      await admin.query(`DROP USER IF EXISTS '${name}'@'%'`).catch(() => {});
       await admin.query(`DROP DATABASE IF EXISTS \`${name}\``).catch(() => {});
       await admin.end().catch(() => {});
     },
   };
+  return database;
 }
