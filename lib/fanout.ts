@@ -73,7 +73,9 @@ export function publishPoll(topic: Topic, points: readonly Point[], now: number)
   for (const subscription of delta.kind === "unchanged" ? topic.owed : topic.subscriptions) {
     if (subscription.legacy) continue;
     const owed = topic.owed.has(subscription) || !updates;
-    const answer = owed ? offer(subscription, snapshots ??= snapshotFrames(topic)) : offer(subscription, updates);
+    const answer = owed
+      ? offer(subscription, snapshots ??= snapshotFrames(topic))
+      : offer(subscription, updates);
     // A held-back frame means this subscriber needs a snapshot to catch up; a dropped
     // subscriber has already left the topic.
     if (answer === "send") topic.owed.delete(subscription);
