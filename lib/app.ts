@@ -9,7 +9,7 @@ import type { Handle } from "./handle.ts";
 import { healthReport } from "./health.ts";
 import type { Logger } from "./log.ts";
 import { MeteredSource } from "./metered_source.ts";
-import { Metrics } from "./metrics.ts";
+import { METRIC_FAMILIES, Metrics } from "./metrics.ts";
 import { MysqlSource } from "./mysql_source.ts";
 import { Poller } from "./poller.ts";
 import { CloseCode } from "./protocol.ts";
@@ -78,7 +78,7 @@ function meter(sources: ReadonlyMap<string, Source>, metrics: Metrics): Map<stri
 export async function startApp(config: Config, options: AppOptions): Promise<App> {
   const { logger } = options;
   const startedAt = Date.now();
-  const metrics = new Metrics();
+  const metrics = new Metrics(METRIC_FAMILIES);
   const sources = meter(options.sources ?? openSources(config), metrics);
   const connections = new Set<Connection>();
   // The registry calls back into the poller, which is created next (the callback runs later).

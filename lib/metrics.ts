@@ -70,8 +70,8 @@ export class Metrics {
   private readonly families = new Map<string, Family>();
   private readonly gauges = new Map<string, () => number>();
 
-  /** @param declared families to list from the start (default: {@link METRIC_FAMILIES}) */
-  constructor(declared: readonly FamilyInfo[] = METRIC_FAMILIES) {
+  /** @param declared families to list from the start (the server passes {@link METRIC_FAMILIES}) */
+  constructor(declared: readonly FamilyInfo[] = []) {
     for (const info of declared) {
       this.families.set(info.name, { name: info.name, help: info.help, type: info.type, series: new Map() });
       if (info.type !== "counter") continue;

@@ -1,8 +1,8 @@
 /**
- * `/metrics`: the Prometheus text format of `lib/metrics.ts`, and the numbers a running server
- * reports (connections, subscriptions, topics, ticks, queries and their durations and errors per
- * database, frames and UTF-8 bytes sent, clients dropped by reason), checked against what real
- * clients received.
+ * Metrics: counters, gauges and histograms, and their Prometheus text rendering; and `/metrics`
+ * of a running server (connections, subscriptions, topics, ticks, queries and their durations and
+ * errors per database, frames and UTF-8 bytes sent, clients dropped by reason), checked against
+ * what real clients received.
  */
 
 import assert from "node:assert/strict";
@@ -10,6 +10,99 @@ import { DURATION_BUCKETS, METRIC_FAMILIES, Metrics } from "../lib/metrics.ts";
 import { createTestDatabase, freePort } from "./support/mysql.ts";
 import { waitFor, withTestApp } from "./support/app.ts";
 import { TestClient } from "./support/ws_client.ts";
+
+Deno.test("a counter starts at 0 and adds 1 or the amount given, per label set", () => {
+  const metrics = new Metrics();
+  assert.equal(metrics.value("gatecast_db_queries_total", { db: "plant1" }), 0);
+  metrics.inc("gatecast_db_queries_total", "SQL queries run, per database.", { db: "plant1" });
+  metrics.inc("gatecast_db_queries_total", "SQL queries run, per database.", { db: "plant1" }, 2);
+  metrics.inc("gatecast_db_queries_total", "SQL queries run, per database.", { db: "plant2" });
+  assert.equal(metrics.value("gatecast_db_queries_total", { db: "plant1" }), 3);
+  assert.equal(metrics.value("gatecast_db_queries_total", { db: "plant2" }), 1);
+  assert.equal(metrics.value("gatecast_db_queries_total"), 0);
+});
+
+Deno.test("counters render with HELP, TYPE and one line per label set", () => {
+  const metrics = new Metrics();
+  metrics.inc("gatecast_ticks_total", "Poll ticks run.");
+  metrics.inc("gatecast_db_errors_total", "Failed polls, per database.", { db: "plant1" }, 4);
+  assert.equal(
+    metrics.render(),
+    [
+      "# HELP gatecast_ticks_total Poll ticks run.",
+      "# TYPE gatecast_ticks_total counter",
+      "gatecast_ticks_total 1",
+      "# HELP gatecast_db_errors_total Failed polls, per database.",
+      "# TYPE gatecast_db_errors_total counter",
+      'gatecast_db_errors_total{db="plant1"} 4',
+      "",
+    ].join("\n"),
+  );
+});
+
+Deno.test("several labels render in the order given", () => {
+  const metrics = new Metrics();
+  metrics.inc("gatecast_ticks_skipped_total", "Skipped.", { db: "plant1", handle: "real" });
+  assert.ok(metrics.render().includes('gatecast_ticks_skipped_total{db="plant1",handle="real"} 1\n'));
+  assert.equal(metrics.value("gatecast_ticks_skipped_total", { db: "plant1", handle: "real" }), 1);
+});
+
+Deno.test("label values escape backslash, double quote and newline", () => {
+  const metrics = new Metrics();
+  metrics.inc("x_total", "X.", { db: 'a"b\\c\nd' });
+  assert.ok(metrics.render().includes('x_total{db="a\\"b\\\\c\\nd"} 1\n'), metrics.render());
+});
+
+Deno.test("a gauge is read when rendered and when its value is asked for", () => {
+  const metrics = new Metrics();
+  let connections = 2;
+  metrics.gauge("gatecast_connections", "Open WebSocket connections.", () => connections);
+  assert.equal(metrics.value("gatecast_connections"), 2);
+  connections = 7;
+  assert.equal(metrics.value("gatecast_connections"), 7);
+  assert.equal(
+    metrics.render(),
+    "# HELP gatecast_connections Open WebSocket connections.\n# TYPE gatecast_connections gauge\ngatecast_connections 7\n",
+  );
+});
+
+Deno.test("a histogram renders cumulative buckets, +Inf, sum and count", () => {
+  const metrics = new Metrics();
+  metrics.observe("gatecast_poll_duration_seconds", "Duration of one group poll.", { db: "plant1" }, 0.02);
+  metrics.observe("gatecast_poll_duration_seconds", "Duration of one group poll.", { db: "plant1" }, 20);
+  const lines = metrics.render().trimEnd().split("\n");
+  assert.deepEqual(lines.slice(0, 2), [
+    "# HELP gatecast_poll_duration_seconds Duration of one group poll.",
+    "# TYPE gatecast_poll_duration_seconds histogram",
+  ]);
+  const buckets = DURATION_BUCKETS.map((bound) =>
+    `gatecast_poll_duration_seconds_bucket{db="plant1",le="${bound}"} ${bound >= 0.02 ? 1 : 0}`
+  );
+  assert.deepEqual(lines.slice(2), [
+    ...buckets,
+    'gatecast_poll_duration_seconds_bucket{db="plant1",le="+Inf"} 2',
+    'gatecast_poll_duration_seconds_sum{db="plant1"} 20.02',
+    'gatecast_poll_duration_seconds_count{db="plant1"} 2',
+  ]);
+  assert.equal(metrics.value("gatecast_poll_duration_seconds", { db: "plant1" }), 2);
+});
+
+Deno.test("an observation exactly on a bound counts in that bucket", () => {
+  const metrics = new Metrics();
+  metrics.observe("h", "H.", {}, 0.1);
+  assert.ok(metrics.render().includes('h_bucket{le="0.1"} 1\n'));
+  assert.ok(metrics.render().includes('h_bucket{le="0.05"} 0\n'));
+});
+
+Deno.test("the duration buckets are increasing, from 1 ms to 10 s", () => {
+  assert.equal(DURATION_BUCKETS[0], 0.001);
+  assert.equal(DURATION_BUCKETS.at(-1), 10);
+  for (let i = 1; i < DURATION_BUCKETS.length; i++) assert.ok(DURATION_BUCKETS[i] > DURATION_BUCKETS[i - 1]);
+});
+
+Deno.test("no metrics render as a single newline", () => {
+  assert.equal(new Metrics().render(), "\n");
+});
 
 Deno.test("a new Metrics lists every declared family; counters start at 0 with their initial labels", () => {
   const metrics = new Metrics([
@@ -42,24 +135,6 @@ Deno.test("a new Metrics lists every declared family; counters start at 0 with t
   );
 });
 
-Deno.test("a histogram renders cumulative buckets, +Inf, sum and count; label values are escaped", () => {
-  const metrics = new Metrics([]);
-  metrics.observe("t_seconds", "Durations.", { db: 'a"b\\c' }, 0.003);
-  metrics.observe("t_seconds", "Durations.", { db: 'a"b\\c' }, 0.2);
-  metrics.observe("t_seconds", "Durations.", { db: 'a"b\\c' }, 20);
-  const lines = metrics.render().trimEnd().split("\n");
-  const label = 'db="a\\"b\\\\c"';
-  const counts = DURATION_BUCKETS.map((bound) => (bound >= 0.003 ? 1 : 0) + (bound >= 0.2 ? 1 : 0));
-  assert.deepEqual(lines, [
-    "# HELP t_seconds Durations.",
-    "# TYPE t_seconds histogram",
-    ...DURATION_BUCKETS.map((bound, i) => `t_seconds_bucket{${label},le="${bound}"} ${counts[i]}`),
-    `t_seconds_bucket{${label},le="+Inf"} 3`,
-    `t_seconds_sum{${label}} 20.203`,
-    `t_seconds_count{${label}} 3`,
-  ]);
-});
-
 /** Parses Prometheus text into "name{labels}" → value, skipping comments. */
 function parseMetrics(text: string): Map<string, number> {
   const values = new Map<string, number>();
@@ -82,7 +157,7 @@ Deno.test("GET /metrics counts what real clients received, per database, and eve
   const down = { host: "127.0.0.1", port: freePort(), user: "x", password: "y", database: "z" };
   const received: string[] = [];
   await withTestApp(db, { plant1: db.settings, down }, async (app) => {
-    const first = await app.metrics.render();
+    const first = app.metrics.render();
     for (const family of METRIC_FAMILIES) {
       assert.match(first, new RegExp(`^# TYPE ${family.name} ${family.type}$`, "m"));
     }
