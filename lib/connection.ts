@@ -47,7 +47,7 @@ export const SLOW_CLIENT_GRACE_MS = 10_000;
 
 let nextId = 1;
 
-// Fan-out hands the same frame string to many connections in a row: measure it once.
+// Frames sent without their byte count (fan-out passes it) are small: acks, errors, pongs.
 let lastMeasured = "";
 let lastLength = 0;
 
@@ -138,7 +138,7 @@ export class Connection implements Peer {
   }
 
   /** Implements {@link Peer.send}. */
-  send(text: string): void {
+  send(text: string, bytes?: number): void {
     if (this.closed || this.socket.readyState !== WebSocket.OPEN) return;
     this.socket.send(text);
     // UTF-8 takes at most 3 bytes per UTF-16 unit, which leaves room for the frame header too.
@@ -148,7 +148,7 @@ export class Connection implements Peer {
       "gatecast_sent_bytes_total",
       "Bytes (UTF-8) of frames sent to clients.",
       {},
-      utf8Length(text),
+      bytes ?? utf8Length(text),
     );
   }
 

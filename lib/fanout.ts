@@ -11,9 +11,16 @@ import { diffPoints, type Point, toLegacyPoint, toV1Point } from "./point.ts";
 import { staleFrame } from "./protocol.ts";
 import type { Subscription, Topic } from "./registry.ts";
 
-/** Builds `snapshot`/`update` frames for one topic and tick, one string per `seq`. */
+const encoder = new TextEncoder();
+
+/**
+ * Builds `snapshot`/`update` frames for one topic and tick, one string per `seq`. Subscribers
+ * that joined at different times are at different `seq`s, so a topic may need many strings a
+ * tick; their UTF-8 length comes from the parts, measured once, not from scanning each string.
+ */
 class FrameCache {
   private readonly bySeq = new Map<number, string>();
+  private fixedBytes = -1;
   constructor(private readonly head: string, private readonly tail: string) {}
   frame(seq: number): string {
     let text = this.bySeq.get(seq);
@@ -22,6 +29,11 @@ class FrameCache {
       this.bySeq.set(seq, text);
     }
     return text;
+  }
+  /** The UTF-8 length of {@link frame}`(seq)`: `seq`'s digits are ASCII. */
+  bytes(seq: number): number {
+    if (this.fixedBytes < 0) this.fixedBytes = encoder.encode(this.head + this.tail).length;
+    return this.fixedBytes + String(seq).length;
   }
 }
 
@@ -40,7 +52,10 @@ function legacyArray(topic: Topic): string {
 /** Sends a frame when the peer admits it; returns the peer's answer. */
 function offer(subscription: Subscription, frames: FrameCache): "send" | "skip" | "dropped" {
   const admitted = subscription.peer.admit();
-  if (admitted === "send") subscription.peer.send(frames.frame(++subscription.seq));
+  if (admitted === "send") {
+    const seq = ++subscription.seq;
+    subscription.peer.send(frames.frame(seq), frames.bytes(seq));
+  }
   return admitted;
 }
 

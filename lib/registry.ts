@@ -16,8 +16,11 @@ export interface Peer {
    * intermediate frames back) or `"dropped"` (the client was closed for not reading).
    */
   admit(): "send" | "skip" | "dropped";
-  /** Sends one text frame. */
-  send(text: string): void;
+  /**
+   * Sends one text frame. `bytes` is its UTF-8 length when the caller already knows it (fan-out
+   * does, from the frame's parts), sparing the peer a scan of the text for its byte count.
+   */
+  send(text: string, bytes?: number): void;
 }
 
 /** One connection's subscription to one topic. */
