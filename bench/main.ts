@@ -17,7 +17,7 @@
 import { parseArgs } from "node:util";
 import { freePort, type ServerInfo, startThrowawayMariadb } from "../tests/support/mysql.ts";
 import { type BenchPlant, CODES_PER_DEVICE, createBenchPlant } from "./plant.ts";
-import { cpuMicros, rssBytes } from "./process_stats.ts";
+import { cpuMicros, machineCpuTicks, rssBytes } from "./process_stats.ts";
 import {
   LoadProcess,
   type ServerProcess,
@@ -176,9 +176,11 @@ async function connectAll(loaders: LoadProcess[], port: number, clients: number,
 async function measure(server: ServerProcess, loaders: LoadProcess[], clients: number, windowMs: number) {
   await Promise.all(loaders.map((l) => l.request({ cmd: "measure" })));
   const cpuBefore = cpuMicros(server.pid);
+  const machineBefore = machineCpuTicks();
   const started = performance.now();
   await delay(windowMs);
   const cpu = cpuMicros(server.pid) - cpuBefore;
+  const machineAfter = machineCpuTicks();
   const seconds = (performance.now() - started) / 1000;
   const reports = await Promise.all(loaders.map((l) => l.request<LoadReport>({ cmd: "report" })));
   const frames = reports.reduce((sum, r) => sum + r.frames, 0);
@@ -189,6 +191,10 @@ async function measure(server: ServerProcess, loaders: LoadProcess[], clients: n
     cpuMicrosPerFrame: round(cpu / Math.max(1, frames), 2),
     serverCpuPercent: round(cpu / 10_000 / seconds),
     rssMiB: round(rssBytes(server.pid) / 2 ** 20),
+    // Every process's share, this benchmark's included: other work on the machine shows here.
+    machineBusyPercent: round(
+      (machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total) * 100,
+    ),
     dropped: reports.reduce((sum, r) => sum + r.dropped, 0),
     ...spreads(reports, clients),
   };
@@ -553,6 +559,7 @@ async function main(): Promise<void> {
     machine:
       `${Deno.build.os} ${Deno.build.arch}, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}`,
     sizes: values.smoke ? "smoke" : values.quick ? "quick" : "full",
+    loadAverageAtStart: Deno.loadavg(),
   };
   const started = performance.now();
   try {

@@ -23,3 +23,11 @@ export function rssBytes(pid: number): number {
   if (!match) throw new Error(`no VmRSS in /proc/${pid}/status`);
   return Number(match[1]) * 1024;
 }
+
+/** Busy and total CPU time of the whole machine so far, in clock ticks (from `/proc/stat`). */
+export function machineCpuTicks(): { busy: number; total: number } {
+  const line = Deno.readTextFileSync("/proc/stat").split("\n")[0]; // "cpu  user nice system idle iowait ..."
+  const fields = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((sum, n) => sum + n, 0);
+  return { busy: total - fields[3] - fields[4], total };
+}
