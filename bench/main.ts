@@ -465,7 +465,7 @@ function targets(results: Record<string, any>) {
     rows.push({ target, measured: String(measured), ok });
   if (results.fanout) {
     add(
-      "CPU/frame <= 1.25x ceiling",
+      `${results.fanout.clients} clients x ${results.fanout.topics} topics: CPU/frame <= 1.25x ceiling`,
       `${results.fanout.cpuPerFrameVsCeiling}x`,
       results.fanout.cpuPerFrameVsCeiling <= 1.25,
     );
@@ -580,6 +580,9 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(results, null, 2));
   console.log();
   printTable(rows.map((r) => ({ ...r, ok: r.ok ? "yes" : "NO" })));
+  if (results.sizes !== "full") {
+    console.log(`(${results.sizes} sizes: the targets are set for the full sizes)`);
+  }
   if (values.json) await Deno.writeTextFile(values.json, JSON.stringify(results, null, 2) + "\n");
 }
 
