@@ -108,12 +108,23 @@ export class LoadProcess {
     this.lines = readLines(this.child.stdout);
   }
 
-  /** Sends one command and returns its reply. */
-  async request<T = Record<string, unknown>>(command: LoadCommand): Promise<T> {
+  /** Sends one command and returns its reply; a reply later than `timeoutMs` ends the benchmark. */
+  async request<T = Record<string, unknown>>(command: LoadCommand, timeoutMs = 120_000): Promise<T> {
     await this.writer.write(new TextEncoder().encode(JSON.stringify(command) + "\n"));
-    const next = await this.lines.next();
-    if (next.done) throw new Error("load generator exited");
-    return JSON.parse(next.value);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`load generator did not answer '${command.cmd}' within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+    try {
+      const next = await Promise.race([this.lines.next(), late]);
+      if (next.done) throw new Error("load generator exited");
+      return JSON.parse(next.value);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Ends the process. */
