@@ -7,6 +7,7 @@
  *   deno task bench --quick              every scenario, small and short
  *   deno task bench --scenarios fanout,db
  *   deno task bench --scenarios fanout --profile /tmp/prof   gatecast runs with --cpu-prof
+ *   deno task bench --scenarios fanout --staggered-joins     each subscriber of a topic at its own seq
  *
  * Scenarios: `fanout` (gatecast and the ceiling), `crowd` (idle RSS per connection, then a
  * push to all of them), `db` (queries and duration per tick), `deltas` (bytes per tick),
@@ -213,6 +214,28 @@ async function withLoaders<T>(fn: (loaders: LoadProcess[]) => Promise<T>): Promi
   }
 }
 
+/**
+ * Joins one client per topic per tick, so that each subscriber of a topic is at its own `seq`,
+ * as in a server whose clients came at random times (`--staggered-joins`).
+ */
+async function joinOneTickApart(
+  loaders: LoadProcess[],
+  port: number,
+  clients: number,
+  topics: string[],
+  intervalMs: number,
+): Promise<number> {
+  const started = performance.now();
+  for (let from = 0; from < clients; from += topics.length) {
+    await connectAll(loaders, port, Math.min(topics.length, clients - from), topics, from);
+    await delay(intervalMs);
+  }
+  return performance.now() - started;
+}
+
+/** Whether fan-out clients join one tick apart (`--staggered-joins`). */
+let staggeredJoins = false;
+
 async function fanout(db: ServerInfo, sizes: typeof FULL.fanout) {
   const { clients, topics, bytes, intervalMs, warmupMs, windowMs } = sizes;
   const devices = devicesFor(bytes);
@@ -223,7 +246,9 @@ async function fanout(db: ServerInfo, sizes: typeof FULL.fanout) {
       return await withLoaders(async (loaders) => {
         const stopDriver = driveDb?.drive(1, intervalMs / 2);
         try {
-          const connectMs = await connectAll(loaders, server.port, clients, names);
+          const connectMs = staggeredJoins
+            ? await joinOneTickApart(loaders, server.port, clients, names, intervalMs)
+            : await connectAll(loaders, server.port, clients, names);
           await delay(warmupMs);
           return { connectMs: Math.round(connectMs), ...await measure(server, loaders, clients, windowMs) };
         } finally {
@@ -530,6 +555,7 @@ async function main(): Promise<void> {
       "mysql-url": { type: "string" },
       json: { type: "string" },
       profile: { type: "string" },
+      "staggered-joins": { type: "boolean", default: false },
     },
   });
   const chosen = values.scenarios!.split(",").map((s) => s.trim()) as Scenario[];
@@ -539,6 +565,7 @@ async function main(): Promise<void> {
     }
   }
   const sizes = values.smoke ? SMOKE : values.quick ? QUICK : FULL;
+  staggeredJoins = values["staggered-joins"]!;
   if (values.profile) gatecastFlags.push("--cpu-prof", `--cpu-prof-dir=${values.profile}`);
   let mariadb;
   let db: ServerInfo;
