@@ -3,10 +3,13 @@
  * every part; `main.ts` adds flags and signals, tests start it in-process.
  */
 
+import { Authenticator } from "./auth.ts";
 import type { Config } from "./config.ts";
 import type { Connection } from "./connection.ts";
 import type { Handle } from "./handle.ts";
+import { ProxySet } from "./handshake.ts";
 import { healthReport } from "./health.ts";
+import { AddressCounter, connectionCap, readOpenFileLimit } from "./limits.ts";
 import type { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { MysqlSource } from "./mysql_source.ts";
@@ -27,6 +30,10 @@ export interface App {
   readonly hostname: string;
   /** The port it listens on (useful with port 0). */
   readonly port: number;
+  /** Whether it serves `https://` and `wss://`. */
+  readonly tls: boolean;
+  /** The connection cap in force (`maxConnections`, kept below the open-file limit). */
+  readonly connectionCap: number;
   /** Counters and gauges, as served at `/metrics`. */
   readonly metrics: Metrics;
   /** Topics and subscribers. */
@@ -83,8 +90,15 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
   metrics.gauge("gatecast_topics", "Topics with at least one subscriber.", () => registry.topicCount);
   metrics.gauge("gatecast_subscriptions", "Subscriptions over all topics.", () => registry.subscriptionCount);
 
+  const authenticator = config.auth.mode === "token" ? await Authenticator.create(config.auth) : undefined;
+  const cap = connectionCap(config.maxConnections, readOpenFileLimit());
+  const tls = config.tls ? await readTls(config.tls) : undefined;
   const handler = createHandler({
     config,
+    authenticator,
+    proxies: new ProxySet(config.trustedProxies),
+    addresses: new AddressCounter(),
+    connectionCap: cap,
     registry,
     handles: new Set(HANDLES.keys()),
     metrics,
@@ -106,6 +120,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
   const server = Deno.serve({
     hostname: config.host,
     port: config.port,
+    ...tls,
     onListen: (addr) => listening.resolve(addr),
     onError: (error) => {
       logger.error("request failed", { error: String(error) });
@@ -119,12 +134,25 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     host: addr.hostname,
     port: addr.port,
     databases: Object.keys(config.databases).join(","),
+    tls: tls !== undefined,
+    auth: config.auth.mode,
+    maxConnections: cap,
   });
+  if (config.auth.mode === "none" && !isLoopback(addr.hostname)) {
+    logger.warn(
+      'auth is off ("auth": {"mode": "none"}) and the server listens beyond loopback: anyone who can reach it reads every topic',
+      {
+        host: addr.hostname,
+      },
+    );
+  }
 
   let stopping: Promise<void> | undefined;
   return {
     hostname: addr.hostname,
     port: addr.port,
+    tls: tls !== undefined,
+    connectionCap: cap,
     metrics,
     registry,
     poller,
@@ -139,4 +167,23 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
       return stopping;
     },
   };
+}
+
+/** Reads the certificate chain and key for `Deno.serve`. @throws {Error} naming the file. */
+async function readTls(
+  settings: { certFile: string; keyFile: string },
+): Promise<{ cert: string; key: string }> {
+  const read = async (what: string, path: string) => {
+    try {
+      return await Deno.readTextFile(path);
+    } catch (error) {
+      throw new Error(`cannot read the TLS ${what} ${path}: ${(error as Error).message}`);
+    }
+  };
+  return { cert: await read("certificate", settings.certFile), key: await read("key", settings.keyFile) };
+}
+
+/** True for addresses only this machine can reach. */
+export function isLoopback(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "::1" || /^127\./.test(hostname);
 }
