@@ -34,7 +34,7 @@ export class TestClient {
     headers?: Record<string, string>,
   ): Promise<TestClient> {
     const socket = headers
-      ? new WebSocket(url, { protocols, headers } as unknown as string[])
+      ? new WebSocket(url, { protocols: [protocols ?? []].flat(), headers } as unknown as string[])
       : new WebSocket(url, protocols);
     const client = new TestClient(socket);
     await new Promise<void>((resolve, reject) => {
