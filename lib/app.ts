@@ -9,6 +9,7 @@ import type { Connection } from "./connection.ts";
 import type { Handle } from "./handle.ts";
 import { ProxySet } from "./handshake.ts";
 import { healthReport } from "./health.ts";
+import { Listener } from "./listener.ts";
 import { AddressCounter, connectionCap, readOpenFileLimit } from "./limits.ts";
 import type { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
@@ -116,18 +117,11 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
       return { healthy: body.status === "ok", body };
     },
   });
-  const listening = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({
-    hostname: config.host,
-    port: config.port,
-    ...tls,
-    onListen: (addr) => listening.resolve(addr),
-    onError: (error) => {
-      logger.error("request failed", { error: String(error) });
-      return new Response("internal error\n", { status: 500 });
-    },
-  }, handler);
-  const addr = await listening.promise;
+  const { listener, addr } = await Listener.start(
+    { hostname: config.host, port: config.port, ...tls },
+    handler,
+    logger,
+  );
   poller.start();
   poller.tick(); // probe databases at once, so /healthz is right from the start
   logger.info("listening", {
@@ -160,7 +154,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
       stopping ??= (async () => {
         for (const connection of connections) connection.close(CloseCode.GOING_AWAY, "server shutting down");
         await poller.stop();
-        await server.shutdown();
+        await listener.stop();
         await Promise.all([...sources.values()].map((source) => source.close()));
         logger.info("stopped");
       })();

@@ -83,16 +83,23 @@ export function connectionCap(configured: number, openFileLimit: number | undefi
   return Math.max(1, Math.min(configured, openFileLimit - reserve));
 }
 
+/** The environment variable `deno task start` sets to the hard open-file limit (`ulimit -Hn`). */
+export const OPEN_FILE_LIMIT_ENV = "GATECAST_OPEN_FILE_LIMIT";
+
 /**
- * The soft open-file limit from `/proc/self/limits` (Linux), or `undefined` when it cannot be
- * read (another system, or no `--allow-read=/proc/self/limits`).
+ * The open-file limit the process runs under, or `undefined` when unknown. Deno raises the soft
+ * limit to the hard one at start, and reads `/proc/self/limits` only with `--allow-all`; under
+ * least privilege the launcher passes the hard limit in {@link OPEN_FILE_LIMIT_ENV}
+ * (`--allow-env=GATECAST_*`).
  */
 export function readOpenFileLimit(): number | undefined {
+  let text: string | undefined;
   try {
-    const text = Deno.readTextFileSync("/proc/self/limits");
-    const soft = /^Max open files\s+(\d+|unlimited)/m.exec(text)?.[1];
-    return soft === undefined || soft === "unlimited" ? undefined : Number(soft);
+    text = /^Max open files\s+(\d+|unlimited)/m.exec(Deno.readTextFileSync("/proc/self/limits"))?.[1];
   } catch {
-    return undefined;
+    try {
+      text = Deno.env.get(OPEN_FILE_LIMIT_ENV)?.trim();
+    } catch { /* no permission: unknown */ }
   }
+  return text !== undefined && /^[0-9]{1,9}$/.test(text) ? Number(text) : undefined;
 }

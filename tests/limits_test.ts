@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { startTestApp, type TestApp, waitFor } from "./support/app.ts";
+import { TestClient } from "./support/ws_client.ts";
 import {
   AddressCounter,
   connectionCap,
@@ -45,4 +47,145 @@ Deno.test("the open-file limit is read from /proc/self/limits", async () => {
   const shell = await new Deno.Command("sh", { args: ["-c", "ulimit -n"] }).output();
   const expected = Number(new TextDecoder().decode(shell.stdout).trim());
   assert.equal(readOpenFileLimit(), expected);
+});
+
+// ---- The limits in force on a running server, over real sockets ----
+
+const UPGRADE_HEADERS = {
+  upgrade: "websocket",
+  connection: "Upgrade",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+  "sec-websocket-version": "13",
+};
+
+async function withServer(settings: Record<string, unknown>, fn: (app: TestApp) => Promise<void>) {
+  const app = await startTestApp({}, settings);
+  try {
+    await fn(app);
+  } finally {
+    await app.stop();
+  }
+}
+
+Deno.test("an upgrade over maxConnections is refused with 503", async () => {
+  await withServer({ maxConnections: 2 }, async (app) => {
+    const clients = [await TestClient.open(app.wsUrl), await TestClient.open(app.wsUrl)];
+    const refused = await fetch(app.wsUrl.replace("ws:", "http:"), { headers: UPGRADE_HEADERS });
+    assert.equal(refused.status, 503);
+    assert.deepEqual(await refused.json(), { error: "the server holds its maximum of 2 connections" });
+    await clients[0].close();
+    await waitFor("the slot to free", () => app.metrics.value("gatecast_connections") === 1);
+    const again = await TestClient.open(app.wsUrl);
+    await Promise.all([again.close(), clients[1].close()]);
+  });
+});
+
+Deno.test("an upgrade over maxConnectionsPerAddress is refused with 429", async () => {
+  await withServer({ maxConnectionsPerAddress: 1 }, async (app) => {
+    const client = await TestClient.open(app.wsUrl);
+    const refused = await fetch(app.wsUrl.replace("ws:", "http:"), { headers: UPGRADE_HEADERS });
+    assert.equal(refused.status, 429);
+    assert.deepEqual(await refused.json(), { error: "at most 1 connections per address" });
+    await client.close();
+  });
+});
+
+Deno.test("frames over maxFramesPerSecond get RATE_LIMITED, and a client that goes on is closed with 4029", async () => {
+  await withServer({ maxFramesPerSecond: 5 }, async (app) => {
+    const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+    for (let i = 1; i <= 6; i++) client.send({ type: "ping", id: i });
+    for (let i = 1; i <= 5; i++) assert.deepEqual(await client.expect("pong"), { type: "pong", id: i });
+    assert.deepEqual(await client.expect("error"), {
+      type: "error",
+      code: "RATE_LIMITED",
+      message: "frame dropped: at most 5 frames per second",
+    });
+    // Ten more refusals (twice the rate) close it; these are the last frames it sends.
+    for (let i = 0; i < 10; i++) client.send({ type: "ping" });
+    const closed = await client.closed;
+    assert.deepEqual([closed.code, closed.reason], [4029, "over 5 frames per second"]);
+  });
+});
+
+Deno.test("a connection that sends no frame within firstFrameTimeoutMs is closed with 4000", async () => {
+  await withServer({ firstFrameTimeoutMs: 300 }, async (app) => {
+    const idle = await TestClient.open(app.wsUrl);
+    const busy = await TestClient.open(app.wsUrl, "gatecast.v1");
+    busy.send({ type: "ping", id: 1 });
+    await busy.expect("pong");
+    const closed = await idle.closed;
+    assert.deepEqual([closed.code, closed.reason], [4000, "no frame within 300 ms"]);
+    await busy.expectNothing(400);
+    assert.equal(busy.socket.readyState, WebSocket.OPEN);
+    await busy.close();
+  });
+});
+
+Deno.test("under a low open-file limit the server caps connections and listens again after a flood", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/config.json`,
+    JSON.stringify({
+      host: "127.0.0.1",
+      port: 0,
+      databases: {},
+      auth: { mode: "none" },
+      maxConnectionsPerAddress: 1000,
+    }),
+  );
+  const root = new URL("..", import.meta.url).pathname;
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      // As `deno task start` runs it: least privilege, the hard limit passed in the environment.
+      `ulimit -n 256 && GATECAST_OPEN_FILE_LIMIT=$(ulimit -Hn) exec "${Deno.execPath()}" run --allow-net --allow-read=${dir} --allow-env=GATECAST_* main.ts --config ${dir}/config.json`,
+    ],
+    cwd: root,
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    let text = "";
+    let listening: { port: number; maxConnections: number } | undefined;
+    while (!listening) {
+      const { value, done } = await lines.read();
+      if (done) throw new Error(`server exited: ${text}`);
+      text += value;
+      const line = text.split("\n").find((l) => l.includes('"msg":"listening"'));
+      if (line) listening = JSON.parse(line);
+    }
+    // 256 - 128 reserved - 26 (a tenth) = 102
+    assert.equal(listening.maxConnections, 102);
+    const url = `ws://127.0.0.1:${listening.port}/ws`;
+    const health = `http://127.0.0.1:${listening.port}/healthz`;
+    // 400 sockets at once need more descriptors than the process has: the accept loop fails.
+    const attempts = await Promise.allSettled(Array.from({ length: 400 }, () => TestClient.open(url)));
+    const open = attempts.flatMap((a) => a.status === "fulfilled" ? [a.value] : []);
+    assert.ok(open.length <= 102, `${open.length} connections held, the cap is 102`);
+    // The process survives, listens again once descriptors are free, and the held clients stay served.
+    await waitFor("the listener to come back", async () => {
+      try {
+        const response = await fetch(health);
+        return response.status === 200 && (await response.json()).connections === open.length;
+      } catch {
+        return false;
+      }
+    }, 10_000);
+    for (const client of open.slice(0, 5)) {
+      client.send({ type: "ping", id: 1 });
+      assert.deepEqual(await client.next(), { type: "pong", id: 1 });
+    }
+    await Promise.all(open.map((c) => c.close()));
+    const after = await TestClient.open(url);
+    await after.close();
+  } finally {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* it exited; the assertions above say why */ }
+    await child.status;
+    lines.releaseLock();
+    await child.stderr.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
 });
