@@ -111,7 +111,8 @@ export function parseFlags(args: string[]): Flags {
     throw new ConfigError("--demo", "cannot be combined with --config");
   }
   if ((flags.cert === undefined) !== (flags.key === undefined)) {
-    throw new ConfigError(flags.cert === undefined ? "--key" : "--cert", "give both --cert and --key");
+    const [missing, given] = flags.cert === undefined ? ["--cert", "--key"] : ["--key", "--cert"];
+    throw new ConfigError(missing, `is required with ${given}`);
   }
   if (flags.host === "") throw new ConfigError("--host", "expected an address, got an empty string");
   return flags;
