@@ -20,6 +20,7 @@ import {
   authenticatedFrame,
   type ClientFrame,
   CloseCode,
+  closeReason,
   ErrorCode,
   errorFrame,
   type FrameId,
@@ -139,7 +140,7 @@ export class Connection implements Peer {
   close(code: number, reason: string): void {
     if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) {
       try {
-        this.socket.close(code, reason.slice(0, 120));
+        this.socket.close(code, closeReason(reason));
       } catch {
         // already closing
       }

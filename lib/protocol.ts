@@ -180,3 +180,20 @@ export function staleFrame(topic: string, message: string): string {
 export function authenticatedFrame(subject: string, expiresAt: number | undefined, id?: FrameId): string {
   return JSON.stringify({ type: "authenticated", id, sub: subject, expiresAt: expiresAt ?? null });
 }
+
+/** The longest close reason WebSocket allows, in UTF-8 bytes. */
+export const MAX_CLOSE_REASON_BYTES = 123;
+
+/**
+ * A close reason that `WebSocket.close` accepts: well-formed UTF-16 (lone surrogates, which a
+ * client may have sent inside a value quoted in the reason, become U+FFFD) and at most
+ * {@link MAX_CLOSE_REASON_BYTES} bytes of UTF-8, cut between characters.
+ */
+export function closeReason(text: string): string {
+  const encoder = new TextEncoder();
+  let reason = text.toWellFormed();
+  while (encoder.encode(reason).length > MAX_CLOSE_REASON_BYTES) {
+    reason = [...reason].slice(0, -1).join("");
+  }
+  return reason;
+}

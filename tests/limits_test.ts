@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { startTestApp, type TestApp, waitFor } from "./support/app.ts";
+import { startServerProcess } from "./support/server_process.ts";
 import { TestClient } from "./support/ws_client.ts";
 import {
   AddressCounter,
@@ -122,43 +123,15 @@ Deno.test("a connection that sends no frame within firstFrameTimeoutMs is closed
 });
 
 Deno.test("under a low open-file limit the server caps connections and listens again after a flood", async () => {
-  const dir = await Deno.makeTempDir();
-  await Deno.writeTextFile(
-    `${dir}/config.json`,
-    JSON.stringify({
-      host: "127.0.0.1",
-      port: 0,
-      databases: {},
-      auth: { mode: "none" },
-      maxConnectionsPerAddress: 1000,
-    }),
+  const server = await startServerProcess(
+    { host: "127.0.0.1", port: 0, databases: {}, auth: { mode: "none" }, maxConnectionsPerAddress: 1000 },
+    256,
   );
-  const root = new URL("..", import.meta.url).pathname;
-  const child = new Deno.Command("sh", {
-    args: [
-      "-c",
-      // As `deno task start` runs it: least privilege, the hard limit passed in the environment.
-      `ulimit -n 256 && GATECAST_OPEN_FILE_LIMIT=$(ulimit -Hn) exec "${Deno.execPath()}" run --allow-net --allow-read=${dir} --allow-env=GATECAST_* main.ts --config ${dir}/config.json`,
-    ],
-    cwd: root,
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
   try {
-    let text = "";
-    let listening: { port: number; maxConnections: number } | undefined;
-    while (!listening) {
-      const { value, done } = await lines.read();
-      if (done) throw new Error(`server exited: ${text}`);
-      text += value;
-      const line = text.split("\n").find((l) => l.includes('"msg":"listening"'));
-      if (line) listening = JSON.parse(line);
-    }
     // 256 - 128 reserved - 26 (a tenth) = 102
-    assert.equal(listening.maxConnections, 102);
-    const url = `ws://127.0.0.1:${listening.port}/ws`;
-    const health = `http://127.0.0.1:${listening.port}/healthz`;
+    assert.equal(server.listening.maxConnections, 102);
+    const url = `ws://127.0.0.1:${server.port}/ws`;
+    const health = `http://127.0.0.1:${server.port}/healthz`;
     // 400 sockets at once need more descriptors than the process has: the accept loop fails.
     const attempts = await Promise.allSettled(Array.from({ length: 400 }, () => TestClient.open(url)));
     const open = attempts.flatMap((a) => a.status === "fulfilled" ? [a.value] : []);
@@ -172,6 +145,7 @@ Deno.test("under a low open-file limit the server caps connections and listens a
         return false;
       }
     }, 10_000);
+    assert.equal(server.exited(), false);
     for (const client of open.slice(0, 5)) {
       client.send({ type: "ping", id: 1 });
       assert.deepEqual(await client.next(), { type: "pong", id: 1 });
@@ -180,12 +154,6 @@ Deno.test("under a low open-file limit the server caps connections and listens a
     const after = await TestClient.open(url);
     await after.close();
   } finally {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* it exited; the assertions above say why */ }
-    await child.status;
-    lines.releaseLock();
-    await child.stderr.cancel().catch(() => {});
-    await Deno.remove(dir, { recursive: true });
+    await server.stop();
   }
 });

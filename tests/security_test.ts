@@ -6,7 +6,8 @@
 
 import assert from "node:assert/strict";
 import { sha256Hex } from "../lib/auth.ts";
-import { startTestApp, type TestApp } from "./support/app.ts";
+import { closeReason } from "../lib/protocol.ts";
+import { delay, startTestApp, type TestApp } from "./support/app.ts";
 import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
 import { signToken, tokenAuth } from "./support/tokens.ts";
 import { TestClient } from "./support/ws_client.ts";
@@ -225,3 +226,22 @@ secured("behind a trusted proxy, per-address limits count the forwarded client a
   await a1.close();
   await b1.close();
 }, { trustedProxies: ["127.0.0.1"], maxConnectionsPerAddress: 1 });
+
+Deno.test("a close reason quoting client text is cut to 123 bytes of well-formed UTF-8", () => {
+  const reason = closeReason(`db_code must match [A-Za-z0-9_-]{1,64}, got "${"\ud800😀".repeat(40)}"`);
+  assert.ok(new TextEncoder().encode(reason).length <= 123);
+  assert.equal(reason, reason.toWellFormed());
+  assert.ok(reason.startsWith('db_code must match [A-Za-z0-9_-]{1,64}, got "\ufffd😀'));
+  assert.equal(closeReason("short"), "short");
+});
+
+secured("a bad seed frame with multi-byte text still closes the connection with 1008", async (app) => {
+  const client = await TestClient.open(app.wsUrl, "gatecast.v1", { authorization: `Bearer ${API_KEY}` });
+  client.send({ unit_id: null, handle: null, db_code: "好😀\u0007".repeat(30) });
+  const closed = await Promise.race([
+    client.closed,
+    delay(3000).then(() => assert.fail("the connection was left open")),
+  ]);
+  assert.equal(closed.code, 1008);
+  assert.match(closed.reason, /^db_code must match/);
+});
