@@ -12,7 +12,8 @@ import { healthReport } from "./health.ts";
 import { Listener } from "./listener.ts";
 import { AddressCounter, connectionCap, readOpenFileLimit } from "./limits.ts";
 import type { Logger } from "./log.ts";
-import { Metrics } from "./metrics.ts";
+import { MeteredSource } from "./metered_source.ts";
+import { METRIC_FAMILIES, Metrics } from "./metrics.ts";
 import { MysqlSource } from "./mysql_source.ts";
 import { Poller } from "./poller.ts";
 import { CloseCode } from "./protocol.ts";
@@ -67,6 +68,11 @@ export function openSources(config: Config): Map<string, Source> {
   return sources;
 }
 
+/** Wraps every source so that its queries are counted and timed for `/metrics`. */
+function meter(sources: ReadonlyMap<string, Source>, metrics: Metrics): Map<string, Source> {
+  return new Map([...sources].map(([code, source]) => [code, new MeteredSource(source, metrics)]));
+}
+
 /**
  * Starts the server: listens, starts polling, and returns once it is listening.
  *
@@ -80,8 +86,8 @@ export function openSources(config: Config): Map<string, Source> {
 export async function startApp(config: Config, options: AppOptions): Promise<App> {
   const { logger } = options;
   const startedAt = Date.now();
-  const metrics = new Metrics();
-  const sources = options.sources ?? openSources(config);
+  const metrics = new Metrics(METRIC_FAMILIES);
+  const sources = meter(options.sources ?? openSources(config), metrics);
   const connections = new Set<Connection>();
   // The registry calls back into the poller, which is created next (the callback runs later).
   const registry = new Registry((group) => poller.pollNow(group));

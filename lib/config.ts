@@ -481,7 +481,8 @@ function parseDatabase(path: string, raw: unknown, env: EnvLookup): DatabaseSett
   if (db.passwordEnv !== undefined) password = passwordFromEnv(path, db, env);
   else if (db.password !== undefined) {
     if (typeof db.password !== "string") {
-      throw new ConfigError(`${path}.password`, `expected a string, got ${describe(db.password)}`);
+      // Never echo the value: it may be a real password.
+      throw new ConfigError(`${path}.password`, `expected a string, got ${typeof db.password}`);
     }
     password = db.password;
   }

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { createTestDatabase, freePort, type TestDatabase } from "./support/mysql.ts";
-import { delay, startTestApp, type TestApp, waitFor } from "./support/app.ts";
+import { delay, startTestApp, type TestApp, waitFor, withTestApp } from "./support/app.ts";
 import { TestClient } from "./support/ws_client.ts";
 
 async function plant(): Promise<TestDatabase> {
@@ -28,13 +28,7 @@ async function plant(): Promise<TestDatabase> {
 function withPlant(name: string, fn: (db: TestDatabase, app: TestApp) => Promise<void>, settings = {}) {
   Deno.test(name, async () => {
     const db = await plant();
-    const app = await startTestApp({ plant1: db.settings }, settings);
-    try {
-      await fn(db, app);
-    } finally {
-      await app.stop();
-      await db.drop();
-    }
+    await withTestApp(db, { plant1: db.settings }, (app) => fn(db, app), settings);
   });
 }
 

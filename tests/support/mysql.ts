@@ -89,56 +89,62 @@ export async function startThrowawayMariadb(): Promise<ThrowawayMariadb> {
   }
   const port = freePort();
   const info = { host: "127.0.0.1", port, user: "root", password: "" };
-  let child: Deno.ChildProcess | undefined;
+  // Started through bash in the background, so that no child handle stays open in the test
+  // (Deno's resource sanitizer) and the server outlives the test that happened to start it.
+  let pid = 0;
   const start = async () => {
-    child = new Deno.Command("mariadbd", {
-      args: [
-        "--no-defaults",
-        `--datadir=${dir}/data`,
-        `--socket=${dir}/mysqld.sock`,
-        `--pid-file=${dir}/mysqld.pid`,
-        `--port=${port}`,
-        "--bind-address=127.0.0.1",
-        "--user=root",
-        "--skip-log-bin",
-        "--innodb-buffer-pool-size=32M",
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    const args = [
+      "--no-defaults",
+      `--datadir=${dir}/data`,
+      `--socket=${dir}/mysqld.sock`,
+      `--pid-file=${dir}/mysqld.pid`,
+      `--port=${port}`,
+      "--bind-address=127.0.0.1",
+      "--user=root",
+      "--skip-log-bin",
+      "--innodb-buffer-pool-size=32M",
+    ];
+    const out = await new Deno.Command("bash", {
+      args: ["-c", 'mariadbd "$@" >/dev/null 2>&1 & echo $!', "bash", ...args],
+      stdout: "piped",
+    }).output();
+    pid = Number(new TextDecoder().decode(out.stdout).trim());
     const deadline = Date.now() + 30_000;
     while (!(await canConnect(info))) {
       if (Date.now() > deadline) throw new Error(`mariadbd on port ${port} did not answer within 30 s`);
       await new Promise((r) => setTimeout(r, 200));
     }
   };
-  const stop = async () => {
-    if (!child) return;
-    const c = child;
-    child = undefined;
+  const alive = () => {
     try {
-      c.kill("SIGCONT");
-      c.kill("SIGTERM");
+      return pid > 0 && !Deno.readTextFileSync(`/proc/${pid}/stat`).split(" ")[2].startsWith("Z");
+    } catch {
+      return false;
+    }
+  };
+  const signal = (name: Deno.Signal) => {
+    try {
+      if (pid > 0) Deno.kill(pid, name);
     } catch { /* already gone */ }
-    const killer = setTimeout(() => {
-      try {
-        c.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 10_000);
-    await c.status;
-    clearTimeout(killer);
+  };
+  const stop = async () => {
+    signal("SIGCONT");
+    signal("SIGTERM");
+    const deadline = Date.now() + 15_000;
+    while (alive()) {
+      if (Date.now() > deadline) signal("SIGKILL");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    pid = 0;
   };
   await start();
+  globalThis.addEventListener("unload", () => signal("SIGKILL"));
   return {
     info,
     dir,
-    stop: async () => {
-      await stop();
-    },
+    stop,
     restart: start,
-    pause(paused) {
-      child?.kill(paused ? "SIGSTOP" : "SIGCONT");
-    },
+    pause: (paused) => signal(paused ? "SIGSTOP" : "SIGCONT"),
   };
 }
 
