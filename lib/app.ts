@@ -98,7 +98,13 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
   metrics.gauge("gatecast_subscriptions", "Subscriptions over all topics.", () => registry.subscriptionCount);
 
   const authenticator = config.auth.mode === "token" ? await Authenticator.create(config.auth) : undefined;
-  const cap = connectionCap(config.maxConnections, readOpenFileLimit());
+  const openFiles = readOpenFileLimit();
+  const cap = connectionCap(config.maxConnections, openFiles);
+  if (openFiles === undefined) {
+    logger.warn("open-file limit unknown: set GATECAST_OPEN_FILE_LIMIT to `ulimit -Hn` (docs/security.md)", {
+      maxConnections: cap,
+    });
+  }
   const tls = config.tls ? await readTls(config.tls) : undefined;
   const handler = createHandler({
     config,

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { startTestApp, type TestApp, waitFor } from "./support/app.ts";
+import { createTestDatabase } from "./support/mysql.ts";
 import { startGatecastWithConfig } from "./support/process.ts";
 import { TestClient } from "./support/ws_client.ts";
 import {
@@ -156,5 +157,33 @@ Deno.test("under a low open-file limit the server caps connections and listens a
     await after.close();
   } finally {
     await server.stop();
+  }
+});
+
+Deno.test("a subscription over maxSubscriptionsPerConnection gets TOO_MANY_SUBSCRIPTIONS; a seed client is closed with 1008", async () => {
+  const db = await createTestDatabase();
+  const app = await startTestApp({ plant1: db.settings }, { maxSubscriptionsPerConnection: 2 });
+  try {
+    const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+    for (const unit of [1, 2]) {
+      client.send({ type: "subscribe", id: unit, topic: `plant1/real/${unit}` });
+      await client.expect("subscribed");
+      await client.expect("snapshot");
+    }
+    client.send({ type: "subscribe", id: 3, topic: "plant1/real/3" });
+    assert.deepEqual(await client.expect("error"), {
+      type: "error",
+      id: 3,
+      code: "TOO_MANY_SUBSCRIPTIONS",
+      message: "a connection may hold at most 2 subscriptions",
+    });
+    await client.close();
+    const legacy = await TestClient.open(`ws://127.0.0.1:${app.port}/`);
+    for (const unit of [1, 2, 3]) legacy.send({ unit_id: unit, handle: "real", db_code: "plant1" });
+    const closed = await legacy.closed;
+    assert.deepEqual([closed.code, closed.reason], [1008, "too many subscriptions"]);
+  } finally {
+    await app.stop();
+    await db.drop();
   }
 });

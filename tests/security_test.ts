@@ -245,3 +245,15 @@ secured("a bad seed frame with multi-byte text still closes the connection with 
   assert.equal(closed.code, 1008);
   assert.match(closed.reason, /^db_code must match/);
 });
+
+Deno.test("a server listening beyond loopback with auth off warns at start", async () => {
+  const app = await startTestApp({}, { host: "0.0.0.0", auth: { mode: "none" } });
+  await app.stop();
+  const warning = app.logs.find((line) =>
+    line.level === "warn" && String(line.msg).startsWith("auth is off")
+  );
+  assert.equal(warning?.host, "0.0.0.0");
+  const local = await startTestApp({}, { auth: { mode: "none" } });
+  await local.stop();
+  assert.equal(local.logs.some((line) => String(line.msg).startsWith("auth is off")), false);
+});
