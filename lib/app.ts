@@ -134,6 +134,12 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     handler,
     logger,
   );
+  metrics.gauge("gatecast_connection_cap", "Most connections accepted at once.", () => cap);
+  metrics.gauge(
+    "gatecast_listener_restarts",
+    "Times the listener was started again after it failed (out of file descriptors).",
+    () => listener.restarts,
+  );
   poller.start();
   poller.tick(); // probe databases at once, so /healthz is right from the start
   logger.info("listening", {

@@ -122,9 +122,12 @@ function upgrade(request: Request, context: RouteContext, remote: string, princi
   if (v1) response.headers.set("sec-websocket-protocol", SUBPROTOCOL);
   const connection = new Connection(socket, context, v1, remote, principal);
   context.connections.add(connection);
-  socket.addEventListener("close", () => {
+  // Either event may come alone, or both, or twice: the address slot is given back once.
+  const forget = () => {
     if (context.connections.delete(connection)) context.addresses.release(remote);
-  });
+  };
+  socket.addEventListener("close", forget);
+  socket.addEventListener("error", forget);
   socket.addEventListener(
     "open",
     () => context.logger.debug("connection opened", { conn: connection.id, remote, v1 }),

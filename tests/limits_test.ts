@@ -148,6 +148,15 @@ Deno.test("under a low open-file limit the server caps connections and listens a
       }
     }, 10_000);
     assert.ok(server.stderr.every((line) => !line.includes("Uncaught")), "no uncaught error");
+    const failed = server.stderr.filter((line) =>
+      line.includes('"msg":"listener failed; listening again soon"')
+    );
+    const metrics = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
+    const restarts = Number(/^gatecast_listener_restarts (\d+)$/m.exec(metrics)?.[1]);
+    console.log(
+      `held ${open.length} of 400, listener failed ${failed.length} times, restarted ${restarts} times`,
+    );
+    assert.equal(restarts, failed.length);
     for (const client of open.slice(0, 5)) {
       client.send({ type: "ping", id: 1 });
       assert.deepEqual(await client.next(), { type: "pong", id: 1 });
