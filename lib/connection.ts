@@ -322,7 +322,11 @@ export class Connection implements Peer {
       },
       (error) => {
         if (this.closed) return;
-        if (!(error instanceof AuthError)) throw error;
+        if (!(error instanceof AuthError)) {
+          // A fault of ours, not of the token: refuse without taking the process down.
+          this.context.logger.error("token verification failed", { conn: this.id, error: String(error) });
+          error = new AuthError("the token could not be verified");
+        }
         this.context.logger.info("token refused", {
           conn: this.id,
           remote: this.remote,

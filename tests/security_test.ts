@@ -257,3 +257,20 @@ Deno.test("a server listening beyond loopback with auth off warns at start", asy
   await local.stop();
   assert.equal(local.logs.some((line) => String(line.msg).startsWith("auth is off")), false);
 });
+
+Deno.test("with auth off an auth frame is answered as anonymous, so one client works with both", async () => {
+  const app = await startTestApp({}, { auth: { mode: "none" } });
+  try {
+    const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+    client.send({ type: "auth", id: 9, token: "anything" });
+    assert.deepEqual(await client.expect("authenticated"), {
+      type: "authenticated",
+      id: 9,
+      sub: "anonymous",
+      expiresAt: null,
+    });
+    await client.close();
+  } finally {
+    await app.stop();
+  }
+});
