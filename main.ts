@@ -44,7 +44,8 @@ async function main(): Promise<void> {
       console.log(`gatecast ${VERSION}`);
       return;
     }
-    const raw = flags.demo ? { databases: {} } : await readConfigFile(flags.config!);
+    // The demo serves made-up data on loopback, so it runs without authentication.
+    const raw = flags.demo ? { databases: {}, auth: { mode: "none" } } : await readConfigFile(flags.config!);
     config = parseConfig(raw, (name) => Deno.env.get(name));
   } catch (error) {
     if (error instanceof ConfigError) fail(error.message);
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
     host: flags.host ?? (flags.demo ? "127.0.0.1" : config.host),
     port: flags.port ?? config.port,
     logLevel: flags.logLevel ?? config.logLevel,
+    tls: flags.cert && flags.key ? { certFile: flags.cert, keyFile: flags.key } : config.tls,
   };
   const logger = new Logger(config.logLevel);
   const demo = flags.demo ? startDemoPlant() : undefined;
@@ -64,11 +66,12 @@ async function main(): Promise<void> {
   try {
     app = await startApp(config, { logger, sources: demo?.sources });
   } catch (error) {
-    fail(`cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`);
+    fail(`cannot start on ${config.host}:${config.port}: ${(error as Error).message}`);
   }
   if (demo) {
-    const url = `ws://${app.hostname}:${app.port}/ws`;
-    const dashboard = `http://${app.hostname}:${app.port}/?topic=demo/real/1`;
+    const secure = app.tls ? "s" : "";
+    const url = `ws${secure}://${app.hostname}:${app.port}/ws`;
+    const dashboard = `http${secure}://${app.hostname}:${app.port}/?topic=demo/real/1`;
     console.log(`gatecast demo running: ${dashboard}  (WebSocket ${url})`);
     console.log(`try: ${demo.exampleCommand(url)}`);
   }

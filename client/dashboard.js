@@ -41,7 +41,10 @@ let unsubscribe;
 let changedAt = new Map();
 let connectionProblem = "";
 let topicProblem = "";
-const client = new GatecastClient(wsUrl.href, { onStatus: showStatus });
+// With auth on, open the page as `/?token=…`: the token is sent in an `auth` frame, never in the
+// WebSocket URL (which proxies tend to log).
+const token = new URLSearchParams(location.search).get("token") ?? undefined;
+const client = new GatecastClient(wsUrl.href, { onStatus: showStatus, token });
 
 /**
  * @param {Status} status
@@ -171,7 +174,9 @@ function open(topic) {
 picker.addEventListener("submit", (event) => {
   event.preventDefault();
   const topic = `${dbSelect.value}/${handleInput.value}/${unitInput.value}`;
-  history.pushState(null, "", `?topic=${encodeURIComponent(topic)}`);
+  const query = new URLSearchParams(location.search); // keeps ?token=
+  query.set("topic", topic);
+  history.pushState(null, "", `?${query}`);
   open(topic);
 });
 

@@ -42,7 +42,7 @@ export const SUBPROTOCOL = "gatecast.v1";
 /** @typedef {{ type: "pong", id?: FrameId }} PongFrame */
 /** @typedef {{ type: "error", id?: FrameId, code: string, message: string }} ErrorFrame */
 /** A frame the server sends (protocol v1). @typedef {AckFrame | SnapshotFrame | UpdateFrame | StaleFrame | PongFrame | ErrorFrame} ServerFrame */
-/** A frame the client sends. @typedef {{ type: "subscribe" | "unsubscribe", id: number, topic: string } | { type: "ping", id: number }} ClientFrame */
+/** A frame the client sends. @typedef {{ type: "subscribe" | "unsubscribe", id: number, topic: string } | { type: "ping", id: number } | { type: "auth", id: number, token: string }} ClientFrame */
 
 /**
  * The connection's status: `connecting` (a socket is being opened), `open` (connected, every
@@ -91,6 +91,9 @@ export const SUBPROTOCOL = "gatecast.v1";
  * @property {{ new (url: string, protocols?: string | string[]): WebSocket }} [WebSocket] the
  *   WebSocket constructor (default `globalThis.WebSocket`)
  * @property {() => number} [random] source of jitter (default `Math.random`)
+ * @property {string | (() => string)} [token] a token (JWT or API key) sent in an `auth` frame
+ *   right after every connect, before the subscriptions; a function is asked again each time, so
+ *   it can hand out a refreshed token. Omit it when the server runs with `auth.mode` `none`.
  */
 
 /**
@@ -266,6 +269,11 @@ export class GatecastClient {
 
   #opened() {
     this.#lastFrameAt = Date.now();
+    const token = this.#options.token;
+    if (token !== undefined) {
+      // The server holds frames back while it verifies the token, so the subscriptions may follow at once.
+      this.#send({ type: "auth", id: this.#nextId++, token: typeof token === "function" ? token() : token });
+    }
     for (const entry of this.#topics.values()) {
       entry.resyncing = true;
       entry.stale = undefined;

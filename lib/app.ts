@@ -3,10 +3,14 @@
  * every part; `main.ts` adds flags and signals, tests start it in-process.
  */
 
+import { Authenticator } from "./auth.ts";
 import type { Config } from "./config.ts";
 import type { Connection } from "./connection.ts";
 import type { Handle } from "./handle.ts";
+import { ProxySet } from "./handshake.ts";
 import { healthReport } from "./health.ts";
+import { Listener } from "./listener.ts";
+import { AddressCounter, connectionCap, readOpenFileLimit } from "./limits.ts";
 import type { Logger } from "./log.ts";
 import { MeteredSource } from "./metered_source.ts";
 import { METRIC_FAMILIES, Metrics } from "./metrics.ts";
@@ -28,6 +32,10 @@ export interface App {
   readonly hostname: string;
   /** The port it listens on (useful with port 0). */
   readonly port: number;
+  /** Whether it serves `https://` and `wss://`. */
+  readonly tls: boolean;
+  /** The connection cap in force (`maxConnections`, kept below the open-file limit). */
+  readonly connectionCap: number;
   /** Counters and gauges, as served at `/metrics`. */
   readonly metrics: Metrics;
   /** Topics and subscribers. */
@@ -89,8 +97,21 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
   metrics.gauge("gatecast_topics", "Topics with at least one subscriber.", () => registry.topicCount);
   metrics.gauge("gatecast_subscriptions", "Subscriptions over all topics.", () => registry.subscriptionCount);
 
+  const authenticator = config.auth.mode === "token" ? await Authenticator.create(config.auth) : undefined;
+  const openFiles = readOpenFileLimit();
+  const cap = connectionCap(config.maxConnections, openFiles);
+  if (openFiles === undefined) {
+    logger.warn("open-file limit unknown: set GATECAST_OPEN_FILE_LIMIT to `ulimit -Hn` (docs/security.md)", {
+      maxConnections: cap,
+    });
+  }
+  const tls = config.tls ? await readTls(config.tls) : undefined;
   const handler = createHandler({
     config,
+    authenticator,
+    proxies: new ProxySet(config.trustedProxies),
+    addresses: new AddressCounter(),
+    connectionCap: cap,
     registry,
     handles: new Set(HANDLES.keys()),
     metrics,
@@ -108,29 +129,42 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
       return { healthy: body.status === "ok", body };
     },
   });
-  const listening = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({
-    hostname: config.host,
-    port: config.port,
-    onListen: (addr) => listening.resolve(addr),
-    onError: (error) => {
-      logger.error("request failed", { error: String(error) });
-      return new Response("internal error\n", { status: 500 });
-    },
-  }, handler);
-  const addr = await listening.promise;
+  const { listener, addr } = await Listener.start(
+    { hostname: config.host, port: config.port, ...tls },
+    handler,
+    logger,
+  );
+  metrics.gauge("gatecast_connection_cap", "Most connections accepted at once.", () => cap);
+  metrics.gauge(
+    "gatecast_listener_restarts",
+    "Times the listener was started again after it failed (out of file descriptors).",
+    () => listener.restarts,
+  );
   poller.start();
   poller.tick(); // probe databases at once, so /healthz is right from the start
   logger.info("listening", {
     host: addr.hostname,
     port: addr.port,
     databases: Object.keys(config.databases).join(","),
+    tls: tls !== undefined,
+    auth: config.auth.mode,
+    maxConnections: cap,
   });
+  if (config.auth.mode === "none" && !isLoopback(addr.hostname)) {
+    logger.warn(
+      'auth is off ("auth": {"mode": "none"}) and the server listens beyond loopback: anyone who can reach it reads every topic',
+      {
+        host: addr.hostname,
+      },
+    );
+  }
 
   let stopping: Promise<void> | undefined;
   return {
     hostname: addr.hostname,
     port: addr.port,
+    tls: tls !== undefined,
+    connectionCap: cap,
     metrics,
     registry,
     poller,
@@ -138,11 +172,30 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
       stopping ??= (async () => {
         for (const connection of connections) connection.close(CloseCode.GOING_AWAY, "server shutting down");
         await poller.stop();
-        await server.shutdown();
+        await listener.stop();
         await Promise.all([...sources.values()].map((source) => source.close()));
         logger.info("stopped");
       })();
       return stopping;
     },
   };
+}
+
+/** Reads the certificate chain and key for `Deno.serve`. @throws {Error} naming the file. */
+async function readTls(
+  settings: { certFile: string; keyFile: string },
+): Promise<{ cert: string; key: string }> {
+  const read = async (what: string, path: string) => {
+    try {
+      return await Deno.readTextFile(path);
+    } catch (error) {
+      throw new Error(`cannot read the TLS ${what} ${path}: ${(error as Error).message}`);
+    }
+  };
+  return { cert: await read("certificate", settings.certFile), key: await read("key", settings.keyFile) };
+}
+
+/** True for addresses only this machine can reach. */
+export function isLoopback(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "::1" || /^127\./.test(hostname);
 }

@@ -19,6 +19,10 @@ export interface Flags {
   readonly host?: string;
   /** `--log-level LEVEL`. */
   readonly logLevel?: LogLevel;
+  /** `--cert FILE`: TLS certificate chain (PEM); needs `--key`. */
+  readonly cert?: string;
+  /** `--key FILE`: TLS private key (PEM); needs `--cert`. */
+  readonly key?: string;
   /** `--demo`: serve the embedded demo plant. */
   readonly demo: boolean;
   /** `--help`. */
@@ -32,6 +36,7 @@ export const HELP = `gatecast ${VERSION}: a WebSocket push server for MySQL devi
 
 Usage:
   gatecast --config gatecast.json [--port 4053] [--host 0.0.0.0] [--log-level info]
+           [--cert cert.pem --key key.pem]
   gatecast --demo [--port 4053]
   gatecast --help | --version
 
@@ -40,11 +45,13 @@ Flags:
   --port N           port to listen on (overrides "port"; 0 picks a free port)
   --host ADDR        address to listen on (overrides "host")
   --log-level LEVEL  debug, info, warn or error (overrides "logLevel")
+  --cert FILE        TLS certificate chain, PEM: serve https:// and wss:// (overrides "tls")
+  --key FILE         TLS private key, PEM (with --cert)
   --demo             serve an embedded demo plant (SQLite in memory, values change every second)
   --help             print this text
   --version          print the version
 
-Protocol: docs/protocol.md. Exit status 2 means a bad flag or configuration value.
+Protocol: docs/protocol.md. Security (auth, limits, TLS): docs/security.md. Exit status 2 means a bad flag or configuration value.
 `;
 
 /**
@@ -70,6 +77,8 @@ export function parseFlags(args: string[]): Flags {
         port: { type: "string" },
         host: { type: "string" },
         "log-level": { type: "string" },
+        cert: { type: "string" },
+        key: { type: "string" },
         demo: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
         version: { type: "boolean", default: false },
@@ -89,6 +98,8 @@ export function parseFlags(args: string[]): Flags {
     port: v.port === undefined ? undefined : parsePort("--port", v.port),
     host: v.host,
     logLevel: v["log-level"] === undefined ? undefined : parseLogLevel("--log-level", v["log-level"]),
+    cert: v.cert,
+    key: v.key,
     demo: v.demo ?? false,
     help: v.help ?? false,
     version: v.version ?? false,
@@ -98,6 +109,10 @@ export function parseFlags(args: string[]): Flags {
   }
   if (flags.config && flags.demo) {
     throw new ConfigError("--demo", "cannot be combined with --config");
+  }
+  if ((flags.cert === undefined) !== (flags.key === undefined)) {
+    const [missing, given] = flags.cert === undefined ? ["--cert", "--key"] : ["--key", "--cert"];
+    throw new ConfigError(missing, `is required with ${given}`);
   }
   if (flags.host === "") throw new ConfigError("--host", "expected an address, got an empty string");
   return flags;

@@ -4,7 +4,9 @@
  * got "abc"`). Unknown keys are errors too, so that a typo never falls back to a default.
  */
 
+import { isIP } from "node:net";
 import { DB_CODE_PATTERN, describe } from "./topic.ts";
+import { parseTopicPatterns, type TopicPattern, TopicPatternError } from "./topic_pattern.ts";
 
 /** Log levels, least to most severe. */
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -62,6 +64,70 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** Databases by code. */
   readonly databases: Readonly<Record<string, DatabaseSettings>>;
+  /** Who may connect and read what; required (`{"mode":"none"}` turns it off). */
+  readonly auth: AuthSettings;
+  /** Topics legacy clients without a token may read (`legacy.allow`), default none. */
+  readonly legacyAllow: readonly TopicPattern[];
+  /** Browser origins allowed to connect; empty (the default) means same-origin only; `*` any. */
+  readonly allowedOrigins: readonly string[];
+  /** Proxy addresses or CIDR ranges whose `X-Forwarded-For` is believed; default none. */
+  readonly trustedProxies: readonly string[];
+  /** Certificate and key files for `wss://` and `https://`; plain text when absent. */
+  readonly tls?: TlsSettings;
+  /** Open connections in total, default 10000 (and always below the open-file limit). */
+  readonly maxConnections: number;
+  /** Open connections from one client address, default 100. */
+  readonly maxConnectionsPerAddress: number;
+  /** Frames a client may send per second (the burst too), default 100. */
+  readonly maxFramesPerSecond: number;
+  /** Time a new connection has to send its first frame, default 10000 ms. */
+  readonly firstFrameTimeoutMs: number;
+}
+
+/** How clients prove who they are. */
+export interface AuthSettings {
+  /** `none`: anyone reads everything; `token`: a JWT or an API key is required. */
+  readonly mode: "none" | "token";
+  /** Time an unauthenticated connection has to send an `auth` frame, default 10000 ms. */
+  readonly timeoutMs: number;
+  /** JSON Web Tokens, when accepted. */
+  readonly jwt?: JwtSettings;
+  /** Static API keys, by SHA-256. */
+  readonly apiKeys: readonly ApiKeySettings[];
+}
+
+/** JWT verification settings; at least one of `secret`, `publicKey`, `jwksFile`. */
+export interface JwtSettings {
+  /** HS256 shared secret (from `secret` or `secretEnv`), at least 32 bytes. */
+  readonly secret?: string;
+  /** RS256 or ES256 public key, PEM (SPKI). */
+  readonly publicKey?: string;
+  /** A JWKS file (RS256/ES256 keys), read at start. */
+  readonly jwksFile?: string;
+  /** Claim holding the topic patterns, default `topics`. */
+  readonly topicsClaim: string;
+  /** Required `iss`, when set. */
+  readonly issuer?: string;
+  /** Required `aud`, when set. */
+  readonly audience?: string;
+}
+
+/** One static API key. */
+export interface ApiKeySettings {
+  /** Name for logs (the key itself is never logged). */
+  readonly name: string;
+  /** SHA-256 of the key, 64 lower-case hex digits. */
+  readonly sha256: string;
+  /** Topics the key may read. */
+  readonly topics: readonly TopicPattern[];
+}
+
+/** TLS certificate chain and private key files (PEM). */
+export interface TlsSettings {
+  /** Certificate chain file. */
+  readonly certFile: string;
+  /** Private key file. */
+  readonly keyFile: string;
 }
 
 /** A bad configuration value; `message` is the one line printed before exiting with 2. */
@@ -91,6 +157,15 @@ const TOP_KEYS = [
   "sendBufferHardBytes",
   "logLevel",
   "databases",
+  "auth",
+  "legacy",
+  "allowedOrigins",
+  "trustedProxies",
+  "tls",
+  "maxConnections",
+  "maxConnectionsPerAddress",
+  "maxFramesPerSecond",
+  "firstFrameTimeoutMs",
 ];
 const MYSQL_KEYS = [
   "driver",
@@ -157,7 +232,202 @@ export function parseConfig(raw: unknown, env: EnvLookup): Config {
     sendBufferHardBytes,
     logLevel: parseLogLevel("logLevel", root.logLevel ?? "info"),
     databases: parseDatabases(root.databases, env),
+    ...parseSecurity(root, env),
   };
+}
+
+type SecurityKeys =
+  | "auth"
+  | "legacyAllow"
+  | "allowedOrigins"
+  | "trustedProxies"
+  | "tls"
+  | "maxConnections"
+  | "maxConnectionsPerAddress"
+  | "maxFramesPerSecond"
+  | "firstFrameTimeoutMs";
+
+/** The security settings: authentication, origins, proxies, TLS and connection limits. */
+function parseSecurity(root: Record<string, unknown>, env: EnvLookup): Pick<Config, SecurityKeys> {
+  const legacy = root.legacy === undefined ? {} : expectObject("legacy", root.legacy, ["allow"]);
+  return {
+    auth: parseAuth(root.auth, env),
+    legacyAllow: legacy.allow === undefined ? [] : patterns("legacy.allow", legacy.allow),
+    allowedOrigins: root.allowedOrigins === undefined
+      ? []
+      : expectStrings("allowedOrigins", root.allowedOrigins).map((origin, i) =>
+        parseOrigin(`allowedOrigins[${i}]`, origin)
+      ),
+    trustedProxies: root.trustedProxies === undefined
+      ? []
+      : expectStrings("trustedProxies", root.trustedProxies).map((range, i) =>
+        parseRange(`trustedProxies[${i}]`, range)
+      ),
+    tls: root.tls === undefined ? undefined : parseTls(root.tls),
+    maxConnections: optionalInt(root, "maxConnections", "maxConnections", 1, 1_000_000, 10_000),
+    maxConnectionsPerAddress: optionalInt(
+      root,
+      "maxConnectionsPerAddress",
+      "maxConnectionsPerAddress",
+      1,
+      1_000_000,
+      100,
+    ),
+    maxFramesPerSecond: optionalInt(root, "maxFramesPerSecond", "maxFramesPerSecond", 1, 1_000_000, 100),
+    firstFrameTimeoutMs: optionalInt(
+      root,
+      "firstFrameTimeoutMs",
+      "firstFrameTimeoutMs",
+      100,
+      600_000,
+      10_000,
+    ),
+  };
+}
+
+const AUTH_KEYS = ["mode", "timeoutMs", "jwt", "apiKeys"];
+const JWT_KEYS = ["secret", "secretEnv", "publicKey", "jwksFile", "topicsClaim", "issuer", "audience"];
+const API_KEY_KEYS = ["name", "sha256", "topics"];
+
+function parseAuth(raw: unknown, env: EnvLookup): AuthSettings {
+  if (raw === undefined) {
+    throw new ConfigError(
+      "auth",
+      'is required: {"mode":"token", "jwt":{...}, "apiKeys":[...]} to require tokens, or {"mode":"none"} to let anyone read every topic',
+    );
+  }
+  const auth = expectObject("auth", raw, AUTH_KEYS);
+  const timeoutMs = optionalInt(auth, "timeoutMs", "auth.timeoutMs", 100, 600_000, 10_000);
+  if (auth.mode === "none") {
+    for (const key of ["jwt", "apiKeys"]) {
+      if (auth[key] !== undefined) {
+        throw new ConfigError(`auth.${key}`, 'is not used when auth.mode is "none"');
+      }
+    }
+    return { mode: "none", timeoutMs, apiKeys: [] };
+  }
+  if (auth.mode !== "token") {
+    throw new ConfigError("auth.mode", `expected "token" or "none", got ${describe(auth.mode)}`);
+  }
+  const jwt = auth.jwt === undefined ? undefined : parseJwt(auth.jwt, env);
+  const apiKeys = auth.apiKeys === undefined ? [] : parseApiKeys(auth.apiKeys);
+  if (!jwt && apiKeys.length === 0) {
+    throw new ConfigError("auth", 'mode "token" needs "jwt" settings or at least one entry in "apiKeys"');
+  }
+  return { mode: "token", timeoutMs, jwt, apiKeys };
+}
+
+function parseJwt(raw: unknown, env: EnvLookup): JwtSettings {
+  const jwt = expectObject("auth.jwt", raw, JWT_KEYS);
+  let secret: string | undefined;
+  if (jwt.secret !== undefined && jwt.secretEnv !== undefined) {
+    throw new ConfigError("auth.jwt.secretEnv", "give either secret or secretEnv, not both");
+  }
+  if (jwt.secretEnv !== undefined) {
+    secret = readEnv("auth.jwt.secretEnv", expectString("auth.jwt.secretEnv", jwt.secretEnv), env);
+  } else if (jwt.secret !== undefined) secret = expectString("auth.jwt.secret", jwt.secret);
+  if (secret !== undefined && new TextEncoder().encode(secret).length < 32) {
+    throw new ConfigError(
+      jwt.secretEnv ? "auth.jwt.secretEnv" : "auth.jwt.secret",
+      "an HS256 secret must be at least 32 bytes",
+    );
+  }
+  const publicKey = jwt.publicKey === undefined
+    ? undefined
+    : expectString("auth.jwt.publicKey", jwt.publicKey);
+  if (publicKey !== undefined && !publicKey.includes("-----BEGIN PUBLIC KEY-----")) {
+    throw new ConfigError("auth.jwt.publicKey", "expected a PEM public key (-----BEGIN PUBLIC KEY-----)");
+  }
+  const jwksFile = jwt.jwksFile === undefined ? undefined : expectString("auth.jwt.jwksFile", jwt.jwksFile);
+  if (secret === undefined && publicKey === undefined && jwksFile === undefined) {
+    throw new ConfigError("auth.jwt", "needs a key: secret, secretEnv, publicKey or jwksFile");
+  }
+  return {
+    secret,
+    publicKey,
+    jwksFile,
+    topicsClaim: optionalString(jwt, "topicsClaim", "auth.jwt.topicsClaim", "topics"),
+    issuer: jwt.issuer === undefined ? undefined : expectString("auth.jwt.issuer", jwt.issuer),
+    audience: jwt.audience === undefined ? undefined : expectString("auth.jwt.audience", jwt.audience),
+  };
+}
+
+function parseApiKeys(raw: unknown): ApiKeySettings[] {
+  if (!Array.isArray(raw)) throw new ConfigError("auth.apiKeys", `expected an array, got ${describe(raw)}`);
+  return raw.map((item, i) => {
+    const path = `auth.apiKeys[${i}]`;
+    const key = expectObject(path, item, API_KEY_KEYS);
+    const sha256 = expectString(`${path}.sha256`, key.sha256);
+    if (!/^[0-9a-f]{64}$/.test(sha256)) {
+      throw new ConfigError(
+        `${path}.sha256`,
+        "expected the key's SHA-256 as 64 lower-case hex digits (printf %s KEY | sha256sum)",
+      );
+    }
+    return {
+      name: expectString(`${path}.name`, key.name),
+      sha256,
+      topics: patterns(`${path}.topics`, key.topics),
+    };
+  });
+}
+
+function parseTls(raw: unknown): TlsSettings {
+  const tls = expectObject("tls", raw, ["certFile", "keyFile"]);
+  return {
+    certFile: expectString("tls.certFile", tls.certFile),
+    keyFile: expectString("tls.keyFile", tls.keyFile),
+  };
+}
+
+function patterns(path: string, value: unknown): TopicPattern[] {
+  try {
+    return parseTopicPatterns(value);
+  } catch (error) {
+    if (error instanceof TopicPatternError) {
+      const at = /^\[(\d+)\]: (.*)$/s.exec(error.message);
+      throw at ? new ConfigError(`${path}[${at[1]}]`, at[2]) : new ConfigError(path, error.message);
+    }
+    throw error;
+  }
+}
+
+function expectStrings(path: string, value: unknown): string[] {
+  if (!Array.isArray(value)) {
+    throw new ConfigError(path, `expected an array of strings, got ${describe(value)}`);
+  }
+  return value.map((item, i) => expectString(`${path}[${i}]`, item));
+}
+
+function parseOrigin(path: string, value: string): string {
+  if (value === "*") return value;
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch { /* reported below */ }
+  if (!url || url.origin === "null" || url.origin !== value.replace(/\/$/, "")) {
+    throw new ConfigError(
+      path,
+      `expected an origin like "https://dash.example.com" or "*", got ${describe(value)}`,
+    );
+  }
+  return url.origin;
+}
+
+function parseRange(path: string, value: string): string {
+  const [address, bits, extra] = value.split("/");
+  const family = isIP(address);
+  const max = family === 4 ? 32 : 128;
+  if (
+    family === 0 || extra !== undefined ||
+    (bits !== undefined && !(/^[0-9]{1,3}$/.test(bits) && Number(bits) <= max))
+  ) {
+    throw new ConfigError(
+      path,
+      `expected an IP address or CIDR range like "10.0.0.0/8", got ${describe(value)}`,
+    );
+  }
+  return value;
 }
 
 /** Validates a log level name. @throws {ConfigError} */
@@ -231,18 +501,18 @@ function passwordFromEnv(path: string, db: Record<string, unknown>, env: EnvLook
   if (db.password !== undefined) {
     throw new ConfigError(`${path}.passwordEnv`, "give either password or passwordEnv, not both");
   }
-  const name = expectString(`${path}.passwordEnv`, db.passwordEnv);
+  return readEnv(`${path}.passwordEnv`, expectString(`${path}.passwordEnv`, db.passwordEnv), env);
+}
+
+function readEnv(path: string, name: string, env: EnvLookup): string {
   let value: string | undefined;
   try {
     value = env(name);
   } catch {
-    throw new ConfigError(
-      `${path}.passwordEnv`,
-      `cannot read environment variable ${name}: run with --allow-env=${name}`,
-    );
+    throw new ConfigError(path, `cannot read environment variable ${name}: run with --allow-env=${name}`);
   }
   if (value === undefined) {
-    throw new ConfigError(`${path}.passwordEnv`, `environment variable ${name} is not set`);
+    throw new ConfigError(path, `environment variable ${name} is not set`);
   }
   return value;
 }

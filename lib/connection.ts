@@ -9,14 +9,18 @@
  * closed with {@link CloseCode.SLOW_CONSUMER}.
  */
 
+import { type Authenticator, AuthError, type Principal } from "./auth.ts";
 import type { Config } from "./config.ts";
 import { welcome } from "./fanout.ts";
+import { FrameRate } from "./limits.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import {
   ackFrame,
+  authenticatedFrame,
   type ClientFrame,
   CloseCode,
+  closeReason,
   ErrorCode,
   errorFrame,
   type FrameId,
@@ -27,6 +31,7 @@ import {
 import { LegacyFrameError, type LegacySubscription } from "./legacy.ts";
 import type { Peer, Registry, Subscription } from "./registry.ts";
 import { parseTopic, TopicError, topicKey, type TopicName } from "./topic.ts";
+import { topicAllowed } from "./topic_pattern.ts";
 
 /** What a connection needs from the rest of the server. */
 export interface ConnectionContext {
@@ -40,7 +45,12 @@ export interface ConnectionContext {
   readonly metrics: Metrics;
   /** Logs. */
   readonly logger: Logger;
+  /** Verifies tokens; absent when `auth.mode` is `none`. */
+  readonly authenticator?: Authenticator;
 }
+
+/** Longest a timer may wait in one go (setTimeout's limit); later deadlines are re-armed. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** How long a client may stay over the soft send-buffer limit before it is dropped. */
 export const SLOW_CLIENT_GRACE_MS = 10_000;
@@ -83,21 +93,31 @@ export class Connection implements Peer {
   private bufferedBound = 0;
   private closed = false;
   private warnedConfig = false;
+  // Security state (docs/security.md): who this is, how fast it sends, and its deadlines.
+  private principal: Principal | undefined;
+  private readonly rate: FrameRate;
+  private refusedInARow = 0;
+  private verifying: unknown[] | undefined;
+  private readonly timers = new Map<"first" | "auth" | "expiry", ReturnType<typeof setTimeout>>();
 
   /**
    * @param socket the upgraded WebSocket
    * @param context the server's shared parts
    * @param v1 whether the client offered the `gatecast.v1` subprotocol
    * @param remote the client's address, for logs
+   * @param principal who the upgrade request's token named, when it carried one
    */
   constructor(
     private readonly socket: WebSocket,
     private readonly context: ConnectionContext,
     v1: boolean,
     private readonly remote: string,
+    principal?: Principal,
   ) {
     this.mode = v1 ? "v1" : "undecided";
-    socket.onmessage = (event) => this.receive(event.data);
+    this.rate = new FrameRate(context.config.maxFramesPerSecond);
+    this.startTimers(principal);
+    socket.onmessage = (event) => this.gate(event.data);
     // onclose can fire more than once; closing is idempotent.
     socket.onclose = () => this.release();
     socket.onerror = () => this.release();
@@ -161,7 +181,7 @@ export class Connection implements Peer {
     }
     if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) {
       try {
-        this.socket.close(code, reason.slice(0, 120));
+        this.socket.close(code, closeReason(reason));
       } catch {
         // already closing
       }
@@ -173,6 +193,9 @@ export class Connection implements Peer {
   private release(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    this.verifying = undefined;
     for (const subscription of this.subscriptions.values()) this.context.registry.unsubscribe(subscription);
     this.subscriptions.clear();
     this.context.logger.debug("connection closed", { conn: this.id, remote: this.remote });
@@ -207,9 +230,160 @@ export class Connection implements Peer {
       return this.close(CloseCode.POLICY_VIOLATION, "a legacy connection takes only seed subscriptions");
     }
     this.mode = "v1";
+    if (frame.type === "auth") return this.authenticate(frame.token, frame.id);
+    if (!this.authenticated) {
+      return this.reject(
+        new ProtocolError(
+          ErrorCode.UNAUTHENTICATED,
+          'authenticate first: send {"type":"auth","token":"..."} or connect with a token',
+          frame.id,
+        ),
+      );
+    }
     if (frame.type === "ping") return this.send(pongFrame(frame.id));
     if (frame.type === "subscribe") return this.subscribe(frame.topic, frame.id);
     return this.unsubscribe(frame.topic, frame.id);
+  }
+
+  /** Runs before any parsing: first-frame deadline, frame rate, and the queue kept while a token is verified. */
+  private gate(data: unknown): void {
+    if (this.closed) return;
+    this.clearTimer("first");
+    if (!this.rate.take()) {
+      // Over the rate the frame is dropped with an error; a client that goes on is closed.
+      if (++this.refusedInARow > 2 * this.context.config.maxFramesPerSecond) {
+        this.dropFor("rate_limited");
+        return this.close(
+          CloseCode.RATE_LIMITED,
+          `over ${this.context.config.maxFramesPerSecond} frames per second`,
+        );
+      }
+      return this.reject(
+        new ProtocolError(
+          ErrorCode.RATE_LIMITED,
+          `frame dropped: at most ${this.context.config.maxFramesPerSecond} frames per second`,
+        ),
+      );
+    }
+    this.refusedInARow = 0;
+    if (this.verifying) this.verifying.push(data);
+    else this.receive(data);
+  }
+
+  /** Whether frames other than `auth` may be served. */
+  private get authenticated(): boolean {
+    return !this.context.authenticator || this.principal !== undefined;
+  }
+
+  /** Whether the connection may read a topic. */
+  private mayRead(name: TopicName): boolean {
+    if (!this.context.authenticator) return true;
+    if (this.principal && topicAllowed(this.principal.topics, name)) return true;
+    return this.mode === "legacy" && topicAllowed(this.context.config.legacyAllow, name);
+  }
+
+  private startTimers(principal: Principal | undefined): void {
+    this.setTimer("first", this.context.config.firstFrameTimeoutMs, () => {
+      this.dropFor("first_frame_timeout");
+      this.close(
+        CloseCode.FIRST_FRAME_TIMEOUT,
+        `no frame within ${this.context.config.firstFrameTimeoutMs} ms`,
+      );
+    });
+    if (principal) return this.accept(principal);
+    if (!this.context.authenticator) return;
+    this.setTimer("auth", this.context.config.auth.timeoutMs, () => {
+      this.dropFor("auth_timeout");
+      this.close(CloseCode.AUTH_TIMEOUT, `not authenticated within ${this.context.config.auth.timeoutMs} ms`);
+    });
+  }
+
+  private setTimer(name: "first" | "auth" | "expiry", ms: number, fire: () => void): void {
+    this.clearTimer(name);
+    this.timers.set(
+      name,
+      setTimeout(() => {
+        this.timers.delete(name);
+        fire();
+      }, Math.max(0, Math.min(ms, MAX_TIMER_MS))),
+    );
+  }
+
+  private clearTimer(name: "first" | "auth" | "expiry"): void {
+    clearTimeout(this.timers.get(name));
+    this.timers.delete(name);
+  }
+
+  private dropFor(reason: string): void {
+    this.context.metrics.inc("gatecast_clients_dropped_total", "Clients closed by the server, by reason.", {
+      reason,
+    });
+  }
+
+  /** Verifies an `auth` frame's token; frames that arrive meanwhile wait in order. */
+  private authenticate(token: string, id: FrameId | undefined): void {
+    const authenticator = this.context.authenticator;
+    if (!authenticator) return this.send(authenticatedFrame("anonymous", undefined, id));
+    this.verifying = [];
+    authenticator.verify(token).then(
+      (principal) => {
+        if (this.closed) return;
+        this.accept(principal);
+        this.send(authenticatedFrame(principal.subject, principal.expiresAt, id));
+      },
+      (error) => {
+        if (this.closed) return;
+        if (!(error instanceof AuthError)) {
+          // A fault of ours, not of the token: refuse without taking the process down.
+          this.context.logger.error("token verification failed", { conn: this.id, error: String(error) });
+          error = new AuthError("the token could not be verified");
+        }
+        this.context.logger.info("token refused", {
+          conn: this.id,
+          remote: this.remote,
+          reason: error.message,
+        });
+        if (!this.principal) {
+          this.dropFor("auth_failed");
+          return this.close(CloseCode.AUTH_FAILED, `authentication failed: ${error.message}`);
+        }
+        this.reject(new ProtocolError(ErrorCode.AUTH_FAILED, `token refused: ${error.message}`, id));
+      },
+    ).finally(() => {
+      const queued = this.verifying ?? [];
+      this.verifying = undefined;
+      while (queued.length > 0 && !this.closed) {
+        if (this.verifying) return void (this.verifying as unknown[]).push(...queued);
+        this.receive(queued.shift());
+      }
+    });
+  }
+
+  /**
+   * Takes a verified principal: arms its expiry and drops subscriptions it no longer grants
+   * (a refresh keeps every subscription the new token still covers).
+   */
+  private accept(principal: Principal): void {
+    this.principal = principal;
+    this.clearTimer("auth");
+    this.clearTimer("expiry");
+    if (principal.expiresAt !== undefined) this.armExpiry(principal.expiresAt);
+    for (const [key, subscription] of this.subscriptions) {
+      if (this.mayRead(subscription.topic.name)) continue;
+      this.subscriptions.delete(key);
+      this.context.registry.unsubscribe(subscription);
+      this.reject(
+        new ProtocolError(ErrorCode.FORBIDDEN, `the new token does not grant '${key}'; unsubscribed`),
+      );
+    }
+  }
+
+  private armExpiry(expiresAt: number): void {
+    this.setTimer("expiry", expiresAt - Date.now(), () => {
+      if (Date.now() < expiresAt) return this.armExpiry(expiresAt);
+      this.dropFor("token_expired");
+      this.close(CloseCode.TOKEN_EXPIRED, "token expired; send a fresh auth frame before expiry");
+    });
   }
 
   private tooBig(size: number): void {
@@ -258,6 +432,9 @@ export class Connection implements Peer {
   private subscribe(topic: unknown, id: FrameId | undefined): void {
     try {
       const name = this.resolveTopic(topic, id);
+      if (!this.mayRead(name)) {
+        throw new ProtocolError(ErrorCode.FORBIDDEN, `your token does not grant '${name.key}'`, id);
+      }
       let subscription = this.subscriptions.get(name.key);
       if (!subscription) {
         if (this.subscriptions.size >= this.context.config.maxSubscriptionsPerConnection) {
@@ -304,6 +481,7 @@ export class Connection implements Peer {
       );
     }
     this.mode = "legacy";
+    this.clearTimer("auth"); // a legacy client's access is its query token or legacy.allow, checked below
     if (request.sentConfig && !this.warnedConfig) {
       this.warnedConfig = true;
       this.context.logger.info("legacy client sent database settings in 'config'; ignored", {
@@ -319,6 +497,13 @@ export class Connection implements Peer {
       return this.close(CloseCode.POLICY_VIOLATION, `no handle '${handle}'`);
     }
     const key = topicKey(db, handle, unitId);
+    if (!this.mayRead({ db, handle, unitId, key })) {
+      this.dropFor("forbidden");
+      return this.close(
+        CloseCode.POLICY_VIOLATION,
+        `forbidden: '${key}' needs a token (?token=) or legacy.allow`,
+      );
+    }
     if (this.subscriptions.has(key)) return;
     if (this.subscriptions.size >= this.context.config.maxSubscriptionsPerConnection) {
       return this.close(CloseCode.POLICY_VIOLATION, "too many subscriptions");

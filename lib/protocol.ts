@@ -35,6 +35,14 @@ export const ErrorCode = {
   TOO_MANY_SUBSCRIPTIONS: "TOO_MANY_SUBSCRIPTIONS",
   /** A legacy frame on a v1 connection or the reverse. */
   MODE_MISMATCH: "MODE_MISMATCH",
+  /** A frame other than `auth` before the connection authenticated. */
+  UNAUTHENTICATED: "UNAUTHENTICATED",
+  /** An `auth` frame's token was refused (a refresh; before authentication the close is 4003). */
+  AUTH_FAILED: "AUTH_FAILED",
+  /** The topic is outside the patterns the token (or `legacy.allow`) grants. */
+  FORBIDDEN: "FORBIDDEN",
+  /** The client sent frames faster than `maxFramesPerSecond`; the frame was dropped. */
+  RATE_LIMITED: "RATE_LIMITED",
 } as const;
 
 /** One of {@link ErrorCode}. */
@@ -50,6 +58,16 @@ export const CloseCode = {
   MESSAGE_TOO_BIG: 1009,
   /** The client did not read its frames fast enough (send buffer over the hard limit). */
   SLOW_CONSUMER: 4008,
+  /** No frame within `firstFrameTimeoutMs` of connecting. */
+  FIRST_FRAME_TIMEOUT: 4000,
+  /** No valid token within `auth.timeoutMs` of connecting. */
+  AUTH_TIMEOUT: 4001,
+  /** The token of an `auth` frame on an unauthenticated connection was refused. */
+  AUTH_FAILED: 4003,
+  /** The token expired and no fresh `auth` frame came in time. */
+  TOKEN_EXPIRED: 4004,
+  /** The client went on sending after `RATE_LIMITED` errors (twice its rate in dropped frames). */
+  RATE_LIMITED: 4029,
 } as const;
 
 /** A client frame that could not be accepted. */
@@ -73,9 +91,10 @@ export type ClientFrame =
   | { readonly type: "subscribe"; readonly id?: FrameId; readonly topic: unknown }
   | { readonly type: "unsubscribe"; readonly id?: FrameId; readonly topic: unknown }
   | { readonly type: "ping"; readonly id?: FrameId }
+  | { readonly type: "auth"; readonly id?: FrameId; readonly token: string }
   | { readonly type: "legacy"; readonly subscription: LegacySubscription };
 
-const CLIENT_TYPES = ["subscribe", "unsubscribe", "ping"];
+const CLIENT_TYPES = ["subscribe", "unsubscribe", "ping", "auth"];
 
 /**
  * Parses one text frame from a client.
@@ -114,6 +133,16 @@ export function parseClientFrame(text: string): ClientFrame {
     );
   }
   if (type === "ping") return { type, id };
+  if (type === "auth") {
+    if (typeof record.token !== "string" || record.token.length === 0) {
+      throw new ProtocolError(
+        ErrorCode.BAD_FRAME,
+        `"token" must be a non-empty string, got ${describe(record.token)}`,
+        id,
+      );
+    }
+    return { type, id, token: record.token };
+  }
   return { type: type as "subscribe" | "unsubscribe", id, topic: record.topic };
 }
 
@@ -145,4 +174,26 @@ export function pongFrame(id?: FrameId): string {
 /** `{"type":"stale","topic":..,"code":"SOURCE_UNAVAILABLE","message":..}` */
 export function staleFrame(topic: string, message: string): string {
   return JSON.stringify({ type: "stale", topic, code: "SOURCE_UNAVAILABLE", message });
+}
+
+/** `{"type":"authenticated","id":..,"sub":..,"expiresAt":..}`: reply to an accepted `auth` frame. */
+export function authenticatedFrame(subject: string, expiresAt: number | undefined, id?: FrameId): string {
+  return JSON.stringify({ type: "authenticated", id, sub: subject, expiresAt: expiresAt ?? null });
+}
+
+/** The longest close reason WebSocket allows, in UTF-8 bytes. */
+export const MAX_CLOSE_REASON_BYTES = 123;
+
+/**
+ * A close reason that `WebSocket.close` accepts: well-formed UTF-16 (lone surrogates, which a
+ * client may have sent inside a value quoted in the reason, become U+FFFD) and at most
+ * {@link MAX_CLOSE_REASON_BYTES} bytes of UTF-8, cut between characters.
+ */
+export function closeReason(text: string): string {
+  const encoder = new TextEncoder();
+  let reason = text.toWellFormed();
+  while (encoder.encode(reason).length > MAX_CLOSE_REASON_BYTES) {
+    reason = [...reason].slice(0, -1).join("");
+  }
+  return reason;
 }

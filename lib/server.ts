@@ -6,8 +6,11 @@
  * splits it only on ", " and throws for "a,b" (as Node's `ws` sends it).
  */
 
+import { AuthError, type Principal, requestToken } from "./auth.ts";
 import { Connection, type ConnectionContext } from "./connection.ts";
 import { dashboardResponse } from "./dashboard.ts";
+import { clientAddress, originAllowed, type ProxySet } from "./handshake.ts";
+import type { AddressCounter } from "./limits.ts";
 import { SUBPROTOCOL } from "./protocol.ts";
 
 /** What the routes need besides the connection context. */
@@ -16,6 +19,12 @@ export interface RouteContext extends ConnectionContext {
   readonly connections: Set<Connection>;
   /** The `/healthz` body and whether it is healthy. */
   health(): { healthy: boolean; body: unknown };
+  /** Proxies whose `X-Forwarded-For` is believed. */
+  readonly proxies: ProxySet;
+  /** Open connections per client address. */
+  readonly addresses: AddressCounter;
+  /** Most connections open at once: `maxConnections`, kept below the open-file limit. */
+  readonly connectionCap: number;
 }
 
 /** The subprotocols a client offered, however the header separates them. */
@@ -26,15 +35,16 @@ export function offeredProtocols(header: string | null): string[] {
 /** Builds the request handler for `Deno.serve`. */
 export function createHandler(
   context: RouteContext,
-): (request: Request, info: Deno.ServeHandlerInfo) => Response {
+): (request: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response> {
   return (request, info) => {
     const url = new URL(request.url);
-    const remote = (info.remoteAddr as Deno.NetAddr).hostname ?? "unknown";
+    const peer = (info.remoteAddr as Deno.NetAddr).hostname ?? "unknown";
+    const remote = clientAddress(peer, request.headers.get("x-forwarded-for"), context.proxies);
     if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
       if (url.pathname !== "/ws" && url.pathname !== "/") {
         return json(404, { error: `no WebSocket endpoint at ${url.pathname}; use /ws` });
       }
-      return upgrade(request, context, remote);
+      return admit(request, url, context, remote);
     }
     if (request.method !== "GET" && request.method !== "HEAD") {
       return json(405, { error: `${request.method} is not allowed; use GET` });
@@ -54,7 +64,53 @@ export function createHandler(
   };
 }
 
-function upgrade(request: Request, context: RouteContext, remote: string): Response {
+/**
+ * Refuses an upgrade before any socket exists when its origin, the connection limits or its
+ * token say no (docs/security.md); else upgrades, holding one of the address's slots.
+ */
+async function admit(request: Request, url: URL, context: RouteContext, remote: string): Promise<Response> {
+  const { config, logger, metrics } = context;
+  const refuse = (status: number, reason: string, error: string) => {
+    metrics.inc("gatecast_upgrades_refused_total", "WebSocket upgrades refused, by reason.", { reason });
+    logger.info("upgrade refused", { remote, reason });
+    return json(status, { error });
+  };
+  if (!originAllowed(request.headers.get("origin"), request.headers.get("host"), config.allowedOrigins)) {
+    return refuse(403, "origin", "origin not allowed; see allowedOrigins");
+  }
+  if (context.connections.size >= context.connectionCap) {
+    return refuse(
+      503,
+      "max_connections",
+      `the server holds its maximum of ${context.connectionCap} connections`,
+    );
+  }
+  if (!context.addresses.acquire(remote, config.maxConnectionsPerAddress)) {
+    return refuse(
+      429,
+      "max_connections_per_address",
+      `at most ${config.maxConnectionsPerAddress} connections per address`,
+    );
+  }
+  let principal: Principal | undefined;
+  const token = context.authenticator ? requestToken(request, url) : undefined;
+  if (token !== undefined) {
+    try {
+      principal = await context.authenticator!.verify(token);
+    } catch (error) {
+      context.addresses.release(remote);
+      if (error instanceof AuthError) {
+        return refuse(401, "auth_failed", `authentication failed: ${error.message}`);
+      }
+      throw error;
+    }
+  }
+  const response = upgrade(request, context, remote, principal);
+  if (response.status !== 101) context.addresses.release(remote);
+  return response;
+}
+
+function upgrade(request: Request, context: RouteContext, remote: string, principal?: Principal): Response {
   const v1 = offeredProtocols(request.headers.get("sec-websocket-protocol")).includes(SUBPROTOCOL);
   let upgraded;
   try {
@@ -64,9 +120,14 @@ function upgrade(request: Request, context: RouteContext, remote: string): Respo
   }
   const { socket, response } = upgraded;
   if (v1) response.headers.set("sec-websocket-protocol", SUBPROTOCOL);
-  const connection = new Connection(socket, context, v1, remote);
+  const connection = new Connection(socket, context, v1, remote, principal);
   context.connections.add(connection);
-  socket.addEventListener("close", () => context.connections.delete(connection));
+  // Either event may come alone, or both, or twice: the address slot is given back once.
+  const forget = () => {
+    if (context.connections.delete(connection)) context.addresses.release(remote);
+  };
+  socket.addEventListener("close", forget);
+  socket.addEventListener("error", forget);
   socket.addEventListener(
     "open",
     () => context.logger.debug("connection opened", { conn: connection.id, remote, v1 }),

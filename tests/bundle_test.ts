@@ -37,6 +37,7 @@ Deno.test("the bundle runs with the documented permissions: /healthz 200, dashbo
       JSON.stringify({
         $schema: "./config.schema.json",
         host: "127.0.0.1",
+        auth: { mode: "none" },
         databases: { plant1: { host, port, user, passwordEnv: "GATECAST_PLANT1_PASSWORD", database } },
       }),
     );

@@ -31,6 +31,8 @@ Deno.test("--config with --port, --host and --log-level yields each value parsed
     port: 4053,
     host: "127.0.0.1",
     logLevel: "debug",
+    cert: undefined,
+    key: undefined,
     demo: false,
     help: false,
     version: false,
@@ -43,6 +45,8 @@ Deno.test("flags not given are undefined, so the config file's values stand", ()
     port: undefined,
     host: undefined,
     logLevel: undefined,
+    cert: undefined,
+    key: undefined,
     demo: false,
     help: false,
     version: false,
@@ -142,7 +146,19 @@ Deno.test("a boolean flag given a value is rejected naming it", () => {
 });
 
 Deno.test("the help text names every flag and the version", () => {
-  for (const flag of ["--config", "--port", "--host", "--log-level", "--demo", "--help", "--version"]) {
+  for (
+    const flag of [
+      "--config",
+      "--port",
+      "--host",
+      "--log-level",
+      "--cert",
+      "--key",
+      "--demo",
+      "--help",
+      "--version",
+    ]
+  ) {
     assert.ok(HELP.includes(flag), `${flag} missing from --help`);
   }
   assert.ok(HELP.startsWith(`gatecast ${VERSION}:`));

@@ -12,6 +12,8 @@ const ROOT = new URL("../", import.meta.url);
 const schema = JSON.parse(await Deno.readTextFile(new URL("config.schema.json", ROOT)));
 const example = JSON.parse(await Deno.readTextFile(new URL("config.example.json", ROOT)));
 const noEnv = (name: string) => name === "GATECAST_PLANT1_PASSWORD" ? "secret" : undefined;
+/** Authentication must be stated; most cases here are about other keys. */
+const NO_AUTH = { mode: "none" };
 const ajv = new Ajv2020({ allErrors: true, strict: true, strictRequired: false });
 const validate = ajv.compile(schema);
 
@@ -66,12 +68,16 @@ Deno.test("the schema lists exactly the keys gatecast accepts, at the top and in
 });
 
 Deno.test("the schema's defaults are gatecast's defaults", () => {
-  const config = parseConfig({ databases: { a: { user: "u", database: "d" } } }, noEnv) as unknown as Record<
+  const config = parseConfig(
+    { auth: NO_AUTH, databases: { a: { user: "u", database: "d" } } },
+    noEnv,
+  ) as unknown as Record<
     string,
     unknown
   >;
   for (const [key, property] of Object.entries(schema.properties as Record<string, { default?: unknown }>)) {
-    if (key === "$schema" || key === "databases") continue;
+    // Objects without a default: `auth` is required, `legacy` and `tls` are off when absent.
+    if (["$schema", "databases", "auth", "legacy", "tls"].includes(key)) continue;
     assert.deepEqual(property.default, config[key], key);
   }
   const db = (config.databases as Record<string, Record<string, unknown>>).a;
@@ -84,7 +90,7 @@ Deno.test("the schema's defaults are gatecast's defaults", () => {
 });
 
 Deno.test("every integer bound in the schema is gatecast's bound: min and max pass, one beyond fails", () => {
-  const base = { databases: { a: { user: "u", database: "d" } } };
+  const base = { auth: NO_AUTH, databases: { a: { user: "u", database: "d" } } };
   for (const [key, property] of Object.entries(schema.properties as Record<string, Record<string, number>>)) {
     if (property.type as unknown !== "integer") continue;
     // sendBufferHardBytes must be at least sendBufferSoftBytes: hold the other one at its extreme.
@@ -105,6 +111,37 @@ Deno.test("every integer bound in the schema is gatecast's bound: min and max pa
   }
 });
 
+const SHA = "0".repeat(64);
+/** Security settings, given whole (docs/security.md). */
+const SECURITY_CASES: [unknown, boolean][] = [
+  [{ databases: {} }, false],
+  [{ databases: {}, auth: { mode: "open" } }, false],
+  [{ databases: {}, auth: { mode: "token" } }, false],
+  [{ databases: {}, auth: { mode: "token", apiKeys: [] } }, false],
+  [{ databases: {}, auth: { mode: "none", apiKeys: [] } }, false],
+  [
+    { databases: {}, auth: { mode: "token", apiKeys: [{ name: "a", sha256: SHA, topics: ["*/real/12"] }] } },
+    true,
+  ],
+  [{ databases: {}, auth: { mode: "token", apiKeys: [{ name: "a", sha256: "ABC", topics: [] }] } }, false],
+  [{ databases: {}, auth: { mode: "token", apiKeys: [{ name: "a", sha256: SHA, topics: ["x/y"] }] } }, false],
+  [{ databases: {}, auth: { mode: "token", jwt: { secret: "s".repeat(32), topicsClaim: "t" } } }, true],
+  [{ databases: {}, auth: { mode: "token", jwt: { secret: "short" } } }, false],
+  [{ databases: {}, auth: { mode: "token", jwt: {} } }, false],
+  [
+    { databases: {}, auth: { mode: "token", jwt: { jwksFile: "jwks.json", issuer: "i", audience: "a" } } },
+    true,
+  ],
+  [{ databases: {}, auth: { mode: "token", jwt: { secret: "s".repeat(32), secretEnv: "X" } } }, false],
+  [{ databases: {}, auth: NO_AUTH, legacy: { allow: ["plant1/real/*"] } }, true],
+  [{ databases: {}, auth: NO_AUTH, legacy: { allow: ["plant1/real/0"] } }, false],
+  [{ databases: {}, auth: NO_AUTH, allowedOrigins: ["https://dash.example.com", "*"] }, true],
+  [{ databases: {}, auth: NO_AUTH, allowedOrigins: ["dash.example.com"] }, false],
+  [{ databases: {}, auth: NO_AUTH, trustedProxies: ["10.0.0.0/8", "::1"] }, true],
+  [{ databases: {}, auth: NO_AUTH, tls: { certFile: "c.pem", keyFile: "k.pem" } }, true],
+  [{ databases: {}, auth: NO_AUTH, tls: { certFile: "c.pem" } }, false],
+];
+
 Deno.test("the schema and gatecast agree on these files", () => {
   const cases: [unknown, boolean][] = [
     [{ databases: { plant1: { url: "mysql://u:p@db:3306/iot" } } }, true],
@@ -124,7 +161,12 @@ Deno.test("the schema and gatecast agree on these files", () => {
     [{ port: "4053", databases: {} }, false],
     [{ pollIntervalMs: 1.5, databases: {} }, false],
   ];
-  for (const [doc, valid] of cases) {
+  for (
+    const [doc, valid] of [
+      ...cases.map(([doc, valid]) => [{ auth: NO_AUTH, ...doc as object }, valid]),
+      ...SECURITY_CASES,
+    ]
+  ) {
     assert.deepEqual(accepts(doc), valid, `gatecast on ${JSON.stringify(doc)}`);
     assert.deepEqual(validate(doc), valid, `schema on ${JSON.stringify(doc)}`);
   }

@@ -14,6 +14,8 @@ import {
 } from "../lib/config.ts";
 
 const noEnv: EnvLookup = () => undefined;
+/** Authentication is required to be stated (docs/security.md); these tests are about the rest. */
+const NO_AUTH = { mode: "none" };
 const PLANT1 = { host: "127.0.0.1", port: 3306, user: "gatecast", password: "secret", database: "iot" };
 
 function configError(path: string, message: string) {
@@ -27,7 +29,7 @@ function configError(path: string, message: string) {
 }
 
 function withPlant1(settings: Record<string, unknown>): unknown {
-  return { databases: { plant1: { ...PLANT1, ...settings } } };
+  return { auth: NO_AUTH, databases: { plant1: { ...PLANT1, ...settings } } };
 }
 
 Deno.test("the contract's example config parses with every default filled in", () => {
@@ -36,6 +38,7 @@ Deno.test("the contract's example config parses with every default filled in", (
     port: 4053,
     pollIntervalMs: 1000,
     databases: { plant1: PLANT1 },
+    auth: NO_AUTH,
   }, noEnv);
   assert.deepEqual(config, {
     host: "0.0.0.0",
@@ -58,8 +61,30 @@ Deno.test("the contract's example config parses with every default filled in", (
         connectionLimit: 4,
       },
     },
+    auth: { mode: "none", timeoutMs: 10_000, apiKeys: [] },
+    legacyAllow: [],
+    allowedOrigins: [],
+    trustedProxies: [],
+    tls: undefined,
+    maxConnections: 10_000,
+    maxConnectionsPerAddress: 100,
+    maxFramesPerSecond: 100,
+    firstFrameTimeoutMs: 10_000,
   });
 });
+
+/** The security settings, checked in config_security_test.ts. */
+const SECURITY_UNSET = {
+  auth: undefined,
+  legacyAllow: undefined,
+  allowedOrigins: undefined,
+  trustedProxies: undefined,
+  tls: undefined,
+  maxConnections: undefined,
+  maxConnectionsPerAddress: undefined,
+  maxFramesPerSecond: undefined,
+  firstFrameTimeoutMs: undefined,
+};
 
 Deno.test("every top-level setting can be given, and $schema is allowed", () => {
   const config = parseConfig({
@@ -74,8 +99,9 @@ Deno.test("every top-level setting can be given, and $schema is allowed", () => 
     sendBufferHardBytes: 4096,
     logLevel: "debug",
     databases: {},
+    auth: NO_AUTH,
   }, noEnv);
-  assert.deepEqual({ ...config, databases: undefined }, {
+  assert.deepEqual({ ...config, databases: undefined, ...SECURITY_UNSET }, {
     host: "127.0.0.1",
     port: 0,
     pollIntervalMs: 50,
@@ -86,11 +112,12 @@ Deno.test("every top-level setting can be given, and $schema is allowed", () => 
     sendBufferHardBytes: 4096,
     logLevel: "debug",
     databases: undefined,
+    ...SECURITY_UNSET,
   });
 });
 
 Deno.test("a MySQL database defaults to host 127.0.0.1, port 3306, no password and 4 connections", () => {
-  const config = parseConfig({ databases: { plant1: { user: "u", database: "d" } } }, noEnv);
+  const config = parseConfig({ auth: NO_AUTH, databases: { plant1: { user: "u", database: "d" } } }, noEnv);
   assert.deepEqual(config.databases.plant1, {
     driver: "mysql",
     host: "127.0.0.1",
@@ -104,6 +131,7 @@ Deno.test("a MySQL database defaults to host 127.0.0.1, port 3306, no password a
 
 Deno.test("a database given as a mysql:// URL is split into settings, percent-decoded", () => {
   const config = parseConfig({
+    auth: NO_AUTH,
     databases: { plant1: { url: "mysql://gate%40cast:p%40ss@db.example:3307/iot" } },
   }, noEnv);
   assert.deepEqual(config.databases.plant1, {
@@ -116,7 +144,7 @@ Deno.test("a database given as a mysql:// URL is split into settings, percent-de
     connectionLimit: 4,
   });
   const noPort = parseConfig(
-    { databases: { plant1: { url: "mysql://u@db/iot", connectionLimit: 2 } } },
+    { auth: NO_AUTH, databases: { plant1: { url: "mysql://u@db/iot", connectionLimit: 2 } } },
     noEnv,
   );
   assert.deepEqual(noPort.databases.plant1, {
@@ -139,21 +167,24 @@ Deno.test("passwordEnv reads the password from the named environment variable", 
 Deno.test("passwordEnv overrides the password of a URL", () => {
   const env: EnvLookup = () => "from-env";
   const config = parseConfig(
-    { databases: { plant1: { url: "mysql://u:inurl@db/iot", passwordEnv: "PW" } } },
+    { auth: NO_AUTH, databases: { plant1: { url: "mysql://u:inurl@db/iot", passwordEnv: "PW" } } },
     env,
   );
   assert.equal((config.databases.plant1 as { password: string }).password, "from-env");
 });
 
 Deno.test("a SQLite database takes a path only", () => {
-  const config = parseConfig({ databases: { demo: { driver: "sqlite", path: ":memory:" } } }, noEnv);
+  const config = parseConfig(
+    { auth: NO_AUTH, databases: { demo: { driver: "sqlite", path: ":memory:" } } },
+    noEnv,
+  );
   assert.deepEqual(config.databases.demo, { driver: "sqlite", path: ":memory:" });
 });
 
 Deno.test("a database code of '__proto__' or 'constructor' is an ordinary own key", () => {
   const config = parseConfig(
     JSON.parse(
-      '{"databases":{"__proto__":{"user":"u","database":"a"},"constructor":{"user":"u","database":"b"}}}',
+      '{"auth":{"mode":"none"},"databases":{"__proto__":{"user":"u","database":"a"},"constructor":{"user":"u","database":"b"}}}',
     ),
     noEnv,
   );
@@ -179,7 +210,9 @@ Deno.test("an unknown key at the top or in a database is rejected listing the ac
     configError(
       "pollIntervalMS",
       "pollIntervalMS: unknown key; accepted keys are $schema, host, port, pollIntervalMs, queryTimeoutMs, " +
-        "maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, logLevel, databases",
+        "maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, logLevel, databases, " +
+        "auth, legacy, allowedOrigins, trustedProxies, tls, maxConnections, maxConnectionsPerAddress, " +
+        "maxFramesPerSecond, firstFrameTimeoutMs",
     ),
   );
   assert.throws(
@@ -191,7 +224,11 @@ Deno.test("an unknown key at the top or in a database is rejected listing the ac
     ),
   );
   assert.throws(
-    () => parseConfig({ databases: { demo: { driver: "sqlite", path: "x.db", host: "h" } } }, noEnv),
+    () =>
+      parseConfig(
+        { auth: NO_AUTH, databases: { demo: { driver: "sqlite", path: "x.db", host: "h" } } },
+        noEnv,
+      ),
     configError("databases.demo.host", "databases.demo.host: unknown key; accepted keys are driver, path"),
   );
 });
@@ -214,7 +251,7 @@ Deno.test("a config that is not an object, or has no databases, is rejected", ()
     configError("databases", "databases: expected an object, got an array"),
   );
   assert.throws(
-    () => parseConfig({ databases: { plant1: "mysql://x" } }, noEnv),
+    () => parseConfig({ auth: NO_AUTH, databases: { plant1: "mysql://x" } }, noEnv),
     configError("databases.plant1", 'databases.plant1: expected an object, got "mysql://x"'),
   );
 });
@@ -254,7 +291,7 @@ Deno.test("a missing or empty user, database or path is rejected naming it", () 
     ),
   );
   assert.throws(
-    () => parseConfig({ databases: { demo: { driver: "sqlite" } } }, noEnv),
+    () => parseConfig({ auth: NO_AUTH, databases: { demo: { driver: "sqlite" } } }, noEnv),
     configError("databases.demo.path", "databases.demo.path: expected a non-empty string, got undefined"),
   );
 });
@@ -268,7 +305,7 @@ Deno.test("a bad URL is rejected naming the url and never echoing it", () => {
   ];
   for (const [url, problem] of cases) {
     assert.throws(
-      () => parseConfig({ databases: { plant1: { url } } }, noEnv),
+      () => parseConfig({ auth: NO_AUTH, databases: { plant1: { url } } }, noEnv),
       configError("databases.plant1.url", `databases.plant1.url: ${problem}`),
     );
   }
@@ -276,7 +313,11 @@ Deno.test("a bad URL is rejected naming the url and never echoing it", () => {
 
 Deno.test("a URL together with separate settings is rejected naming the separate setting", () => {
   assert.throws(
-    () => parseConfig({ databases: { plant1: { url: "mysql://u:p@db/iot", host: "other" } } }, noEnv),
+    () =>
+      parseConfig(
+        { auth: NO_AUTH, databases: { plant1: { url: "mysql://u:p@db/iot", host: "other" } } },
+        noEnv,
+      ),
     configError(
       "databases.plant1.host",
       "databases.plant1.host: give either url or the separate settings, not both",
@@ -375,9 +416,9 @@ Deno.test("no error message carries the password", () => {
   const attempts: unknown[] = [
     withPlant1({ password: "hunter2", port: "abc" }),
     withPlant1({ password: "hunter2", passwordEnv: "PW" }),
-    { databases: { plant1: { url: "mysql://u:hunter2@db/iot", password: "x" } } },
-    { databases: { plant1: { url: "mysql://u:hunter2@db:abc/iot" } } },
-    { databases: { plant1: { url: "mysql://u:hunter2@db/" } } },
+    { auth: NO_AUTH, databases: { plant1: { url: "mysql://u:hunter2@db/iot", password: "x" } } },
+    { auth: NO_AUTH, databases: { plant1: { url: "mysql://u:hunter2@db:abc/iot" } } },
+    { auth: NO_AUTH, databases: { plant1: { url: "mysql://u:hunter2@db/" } } },
   ];
   for (const raw of attempts) {
     assert.throws(() => parseConfig(raw, () => "env"), (error: Error) => !error.message.includes("hunter2"));

@@ -15,6 +15,7 @@ import {
 } from "../client/gatecast_client.js";
 import { createTestDatabase, freePort, type TestDatabase } from "./support/mysql.ts";
 import { startTestApp, type TestApp, waitFor, withTestApp } from "./support/app.ts";
+import { signToken, tokenAuth } from "./support/tokens.ts";
 
 const TOPIC = "plant1/real/7";
 
@@ -349,4 +350,27 @@ Deno.test("a URL that is not ws: or wss: is refused at once", () => {
     message: "expected a ws: or wss: URL, got http://127.0.0.1:4053/ws",
   });
   assert.throws(() => new GatecastClient("not a url"), TypeError);
+});
+
+Deno.test("with a token the client authenticates after every connect and its subscriptions work", async () => {
+  const db = await boilerRoom();
+  const token = await signToken({ topics: ["plant1/real/*"] });
+  await withTestApp(db, { plant1: db.settings }, async (app) => {
+    const recorder = new Recorder();
+    const client = new GatecastClient(app.wsUrl, {
+      ...FAST,
+      token: () => token,
+      onStatus: recorder.onStatus,
+    });
+    client.subscribe(TOPIC, recorder.handler);
+    const state = await recorder.until("the snapshot", (s) => s?.reason === "snapshot");
+    assert.deepEqual(recorder.values(state), { "B1.ua": 230, "B1.ia": 5, "B2.ua": 231 });
+    client.close();
+    const refused = new Recorder();
+    const anonymous = new GatecastClient(app.wsUrl, { ...FAST, maxAttempts: 1, onStatus: refused.onStatus });
+    anonymous.subscribe(TOPIC, refused.handler);
+    await waitFor("the unauthenticated client to be closed", () => refused.statusNames().includes("closed"));
+    assert.equal(refused.states.some((s) => s.reason === "snapshot"), false);
+    anonymous.close();
+  }, { auth: tokenAuth({ timeoutMs: 300 }) });
 });

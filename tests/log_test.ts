@@ -84,6 +84,7 @@ Deno.test("a gatecast process logs JSON lines only, connections at debug, a refu
     JSON.stringify({
       host: "127.0.0.1",
       pollIntervalMs: 100,
+      auth: { mode: "none" },
       databases: {
         fromfile: { host, port, user, password: secrets.file, database },
         fromenv: { host, port, user, passwordEnv: "GATECAST_TEST_PASSWORD", database },

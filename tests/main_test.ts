@@ -88,7 +88,8 @@ Deno.test("an unknown config key exits 2 with one line naming the key", async ()
       await run(["--config", path]),
       "gatecast: pollIntervalMS: unknown key; accepted keys are $schema, host, port, pollIntervalMs, " +
         "queryTimeoutMs, maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, " +
-        "logLevel, databases",
+        "logLevel, databases, auth, legacy, allowedOrigins, trustedProxies, tls, maxConnections, " +
+        "maxConnectionsPerAddress, maxFramesPerSecond, firstFrameTimeoutMs",
     );
   });
 });
@@ -176,7 +177,7 @@ async function readUntil(
 
 Deno.test("a real start logs 'listening' with its port, serves /healthz, and exits 0 on SIGTERM", async () => {
   await withConfig(
-    { logLevel: "info", databases: { demo: { driver: "sqlite", path: ":memory:" } } },
+    { logLevel: "info", auth: { mode: "none" }, databases: { demo: { driver: "sqlite", path: ":memory:" } } },
     async (path) => {
       const child = command(["--config", path, "--port", "0", "--host", "127.0.0.1"]).spawn();
       const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();

@@ -41,13 +41,30 @@ Deno.test("error codes are UPPER_SNAKE and include those the contract lists", ()
   }
 });
 
-Deno.test("close codes are 1001 going away, 1008 policy, 1009 too big, 4008 slow consumer", () => {
+Deno.test("close codes are 1001 going away, 1008 policy, 1009 too big, 4008 slow consumer, and the security codes", () => {
   assert.deepEqual(CloseCode, {
     GOING_AWAY: 1001,
     POLICY_VIOLATION: 1008,
     MESSAGE_TOO_BIG: 1009,
     SLOW_CONSUMER: 4008,
+    FIRST_FRAME_TIMEOUT: 4000,
+    AUTH_TIMEOUT: 4001,
+    AUTH_FAILED: 4003,
+    TOKEN_EXPIRED: 4004,
+    RATE_LIMITED: 4029,
   });
+});
+
+Deno.test("an auth frame parses with its token; a token that is not a non-empty string is BAD_FRAME", () => {
+  assert.deepEqual(parseClientFrame('{"type":"auth","id":5,"token":"abc"}'), {
+    type: "auth",
+    id: 5,
+    token: "abc",
+  });
+  assert.throws(
+    () => parseClientFrame('{"type":"auth","id":6,"token":7}'),
+    protocolError("BAD_FRAME", '"token" must be a non-empty string, got 7', 6),
+  );
 });
 
 Deno.test("subscribe, unsubscribe and ping frames parse with their id and topic", () => {
@@ -117,7 +134,11 @@ Deno.test("a missing or non-string type is BAD_FRAME and keeps the frame's id", 
 Deno.test("an unknown type is UNKNOWN_TYPE listing the accepted types, with the frame's id", () => {
   assert.throws(
     () => parseClientFrame('{"type":"dance","id":4}'),
-    protocolError("UNKNOWN_TYPE", 'unknown type "dance"; expected one of subscribe, unsubscribe, ping', 4),
+    protocolError(
+      "UNKNOWN_TYPE",
+      'unknown type "dance"; expected one of subscribe, unsubscribe, ping, auth',
+      4,
+    ),
   );
 });
 

@@ -22,6 +22,7 @@ export interface TestApp extends App {
 
 /**
  * Starts a server with the given databases and top-level settings (validated like a config file).
+ * Authentication is off (`"auth": {"mode": "none"}`) unless `settings.auth` says otherwise.
  */
 export async function startTestApp(
   databases: Record<string, DatabaseSettings | Record<string, unknown>>,
@@ -29,7 +30,15 @@ export async function startTestApp(
   sources?: ReadonlyMap<string, Source>,
 ): Promise<TestApp> {
   const config = parseConfig(
-    { host: "127.0.0.1", port: 0, pollIntervalMs: 100, logLevel: "debug", ...settings, databases },
+    {
+      host: "127.0.0.1",
+      port: 0,
+      pollIntervalMs: 100,
+      logLevel: "debug",
+      auth: { mode: "none" },
+      ...settings,
+      databases,
+    },
     (name) => Deno.env.get(name),
   );
   const logs: Record<string, unknown>[] = [];

@@ -5,6 +5,8 @@
 
 /** A running gatecast process. */
 export interface GatecastProcess {
+  /** Its process id (for /proc/<pid>/status). */
+  readonly pid: number;
   /** The port it listens on. */
   readonly port: number;
   /** `http://127.0.0.1:<port>` */
@@ -39,15 +41,27 @@ async function collect(
  * @param script `main.ts` or a bundle
  * @param permissions e.g. `["--allow-net", "--allow-read=/etc/gatecast"]`
  * @param args gatecast's flags; use `--port 0`
+ * @param env environment variables added to the test's
+ * @param openFileLimit when set, the process runs under `ulimit -n` of it and is told the limit
+ *   in `GATECAST_OPEN_FILE_LIMIT`, as `deno task start` tells it
  */
 export async function startGatecastProcess(
   script: string,
   permissions: string[],
   args: string[],
   env: Record<string, string> = {},
+  openFileLimit?: number,
 ): Promise<GatecastProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...permissions, script, ...args],
+  const deno = [Deno.execPath(), "run", "--no-prompt", ...permissions, script, ...args];
+  const limited = openFileLimit === undefined ? deno : [
+    "sh",
+    "-c",
+    `ulimit -n ${openFileLimit} && GATECAST_OPEN_FILE_LIMIT=${openFileLimit} exec "$@"`,
+    "sh",
+    ...deno,
+  ];
+  const child = new Deno.Command(limited[0], {
+    args: limited.slice(1),
     env,
     stdout: "piped",
     stderr: "piped",
@@ -81,6 +95,7 @@ export async function startGatecastProcess(
     clearTimeout(timer);
   }
   return {
+    pid: child.pid,
     port,
     httpUrl: `http://127.0.0.1:${port}`,
     stderr,
@@ -90,6 +105,38 @@ export async function startGatecastProcess(
         child.kill("SIGTERM");
       } catch { /* gone */ }
       return await exited;
+    },
+  };
+}
+
+/**
+ * Writes `config` to a temporary directory and runs `main.ts` on it as `deno task start` does:
+ * `--allow-net`, `--allow-read` of that directory, `--allow-env=GATECAST_*`. `stop()` also
+ * removes the directory. The config's `logLevel` must be `info` or `debug` (the start waits
+ * for the `listening` line).
+ */
+export async function startGatecastWithConfig(
+  config: Record<string, unknown>,
+  openFileLimit?: number,
+): Promise<GatecastProcess> {
+  const dir = await Deno.makeTempDir({ prefix: "gatecast-proc-" });
+  await Deno.writeTextFile(`${dir}/gatecast.json`, JSON.stringify(config));
+  const proc = await startGatecastProcess(
+    new URL("../../main.ts", import.meta.url).pathname,
+    ["--allow-net", `--allow-read=${dir}`, "--allow-env=GATECAST_*"],
+    ["--config", `${dir}/gatecast.json`],
+    {},
+    openFileLimit,
+  ).catch(async (error) => {
+    await Deno.remove(dir, { recursive: true });
+    throw error;
+  });
+  return {
+    ...proc,
+    async stop() {
+      const code = await proc.stop();
+      await Deno.remove(dir, { recursive: true });
+      return code;
     },
   };
 }

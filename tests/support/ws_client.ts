@@ -27,9 +27,15 @@ export class TestClient {
     });
   }
 
-  /** Opens a connection and waits until it is open. */
-  static async open(url: string, protocols?: string | string[]): Promise<TestClient> {
-    const socket = new WebSocket(url, protocols);
+  /** Opens a connection and waits until it is open; `headers` go on the upgrade request (Deno only). */
+  static async open(
+    url: string,
+    protocols?: string | string[],
+    headers?: Record<string, string>,
+  ): Promise<TestClient> {
+    const socket = headers
+      ? new WebSocket(url, { protocols: [protocols ?? []].flat(), headers } as unknown as string[])
+      : new WebSocket(url, protocols);
     const client = new TestClient(socket);
     await new Promise<void>((resolve, reject) => {
       socket.addEventListener("open", () => resolve(), { once: true });
