@@ -99,6 +99,10 @@ async function writeConfig(
       port,
       pollIntervalMs: intervalMs,
       logLevel,
+      // Every client comes from 127.0.0.1; gatecast still keeps the cap under its open-file limit.
+      maxConnections: 20_000,
+      maxConnectionsPerAddress: 20_000,
+      auth: { mode: "none" },
       databases: { bench: database },
     }),
   );

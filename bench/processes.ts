@@ -19,10 +19,13 @@ function spawnDeno(args: string[], stdin: "piped" | "null", stdout: "piped" | "n
   }).spawn();
 }
 
-/** Resolves once something accepts TCP connections on the port. */
-async function waitForPort(port: number, timeoutMs = 20_000): Promise<void> {
+/** Resolves once something accepts TCP connections on the port; rejects if the child exits first. */
+async function waitForPort(child: Deno.ChildProcess, port: number, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let exited: Deno.CommandStatus | undefined;
+  child.status.then((status) => exited = status);
   while (true) {
+    if (exited) throw new Error(`the server exited with code ${exited.code} before listening on ${port}`);
     try {
       (await Deno.connect({ hostname: "127.0.0.1", port })).close();
       return;
@@ -69,7 +72,7 @@ export async function startGatecast(configPath: string, port: number, extraFlags
     "null",
     "null",
   );
-  await waitForPort(port);
+  await waitForPort(child, port);
   return serverProcess(child, port);
 }
 
@@ -92,7 +95,7 @@ export async function startCeiling(port: number, devices: number, intervalMs: nu
     "null",
     "null",
   );
-  await waitForPort(port);
+  await waitForPort(child, port);
   return serverProcess(child, port);
 }
 
