@@ -393,9 +393,17 @@ async function database(db: ServerInfo, sizes: typeof FULL.db) {
             const polls = 'gatecast_poll_duration_seconds_count{db="bench"}';
             const seconds = 'gatecast_poll_duration_seconds_sum{db="bench"}';
             const skipped = 'gatecast_ticks_skipped_total{db="bench",handle="real"}';
+            // Count from just after one poll ends to just after another, so that no poll's
+            // queries straddle the window.
+            const pollEnded = async () => {
+              const seen = (await scrape(port)).get(polls);
+              while ((await scrape(port)).get(polls) === seen) await delay(5);
+            };
+            await pollEnded();
             const before = await scrape(port);
             const selectsBefore = await plant.selectCount();
             const fanout = await measure(server, loaders, count, intervalMs * ticks);
+            await pollEnded();
             const selects = await plant.selectCount() - selectsBefore;
             const after = await scrape(port);
             const pollCount = after.get(polls)! - before.get(polls)!;
