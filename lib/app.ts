@@ -17,14 +17,17 @@ import { METRIC_FAMILIES, Metrics } from "./metrics.ts";
 import { MysqlSource } from "./mysql_source.ts";
 import { Poller } from "./poller.ts";
 import { CloseCode } from "./protocol.ts";
-import { realHandle } from "./real_handle.ts";
+import { createRealHandle } from "./real_handle.ts";
 import { Registry } from "./registry.ts";
 import { createHandler } from "./server.ts";
 import type { Source } from "./source.ts";
 import { SqliteSource } from "./sqlite_source.ts";
 
-/** The handles every server has. */
-export const HANDLES: ReadonlyMap<string, Handle> = new Map([[realHandle.name, realHandle]]);
+/** The handles every server has (`real`), each with its own caches. */
+export function createHandles(config: Config): ReadonlyMap<string, Handle> {
+  const real = createRealHandle({ pointsRefreshPolls: config.pointsRefreshPolls });
+  return new Map([[real.name, real]]);
+}
 
 /** A running gatecast. */
 export interface App {
@@ -91,7 +94,8 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
   const connections = new Set<Connection>();
   // The registry calls back into the poller, which is created next (the callback runs later).
   const registry = new Registry((group) => poller.pollNow(group));
-  const poller = new Poller(registry, sources, HANDLES, config.pollIntervalMs, metrics, logger);
+  const handles = createHandles(config);
+  const poller = new Poller(registry, sources, handles, config.pollIntervalMs, metrics, logger);
 
   metrics.gauge("gatecast_connections", "Open WebSocket connections.", () => connections.size);
   metrics.gauge("gatecast_topics", "Topics with at least one subscriber.", () => registry.topicCount);
@@ -113,7 +117,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     addresses: new AddressCounter(),
     connectionCap: cap,
     registry,
-    handles: new Set(HANDLES.keys()),
+    handles: new Set(handles.keys()),
     metrics,
     logger,
     connections,

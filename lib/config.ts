@@ -52,6 +52,8 @@ export interface Config {
   readonly pollIntervalMs: number;
   /** Longest a poll query may run, enforced by the database server too; default 5000 ms. */
   readonly queryTimeoutMs: number;
+  /** Each unit's point metadata is re-read at least every this many polls; default 10 (1: every poll). */
+  readonly pointsRefreshPolls: number;
   /** Largest client frame accepted, default 65536 bytes; larger closes with 1009. */
   readonly maxFrameBytes: number;
   /** Subscriptions one connection may hold, default 1000. */
@@ -151,6 +153,7 @@ const TOP_KEYS = [
   "port",
   "pollIntervalMs",
   "queryTimeoutMs",
+  "pointsRefreshPolls",
   "maxFrameBytes",
   "maxSubscriptionsPerConnection",
   "sendBufferSoftBytes",
@@ -219,6 +222,7 @@ export function parseConfig(raw: unknown, env: EnvLookup): Config {
     port: optionalInt(root, "port", "port", 0, 65535, 4053),
     pollIntervalMs,
     queryTimeoutMs: optionalInt(root, "queryTimeoutMs", "queryTimeoutMs", 10, 600_000, 5000),
+    pointsRefreshPolls: optionalInt(root, "pointsRefreshPolls", "pointsRefreshPolls", 1, 1000, 10),
     maxFrameBytes: optionalInt(root, "maxFrameBytes", "maxFrameBytes", 256, 16 << 20, 65536),
     maxSubscriptionsPerConnection: optionalInt(
       root,

@@ -45,6 +45,7 @@ Deno.test("the contract's example config parses with every default filled in", (
     port: 4053,
     pollIntervalMs: 1000,
     queryTimeoutMs: 5000,
+    pointsRefreshPolls: 10,
     maxFrameBytes: 65536,
     maxSubscriptionsPerConnection: 1000,
     sendBufferSoftBytes: 1048576,
@@ -93,6 +94,7 @@ Deno.test("every top-level setting can be given, and $schema is allowed", () => 
     port: 0,
     pollIntervalMs: 50,
     queryTimeoutMs: 300,
+    pointsRefreshPolls: 1,
     maxFrameBytes: 1024,
     maxSubscriptionsPerConnection: 5,
     sendBufferSoftBytes: 2048,
@@ -106,6 +108,7 @@ Deno.test("every top-level setting can be given, and $schema is allowed", () => 
     port: 0,
     pollIntervalMs: 50,
     queryTimeoutMs: 300,
+    pointsRefreshPolls: 1,
     maxFrameBytes: 1024,
     maxSubscriptionsPerConnection: 5,
     sendBufferSoftBytes: 2048,
@@ -210,7 +213,7 @@ Deno.test("an unknown key at the top or in a database is rejected listing the ac
     configError(
       "pollIntervalMS",
       "pollIntervalMS: unknown key; accepted keys are $schema, host, port, pollIntervalMs, queryTimeoutMs, " +
-        "maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, logLevel, databases, " +
+        "pointsRefreshPolls, maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, logLevel, databases, " +
         "auth, legacy, allowedOrigins, trustedProxies, tls, maxConnections, maxConnectionsPerAddress, " +
         "maxFramesPerSecond, firstFrameTimeoutMs",
     ),

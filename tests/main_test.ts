@@ -87,7 +87,7 @@ Deno.test("an unknown config key exits 2 with one line naming the key", async ()
     assertRejected(
       await run(["--config", path]),
       "gatecast: pollIntervalMS: unknown key; accepted keys are $schema, host, port, pollIntervalMs, " +
-        "queryTimeoutMs, maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, " +
+        "queryTimeoutMs, pointsRefreshPolls, maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, " +
         "logLevel, databases, auth, legacy, allowedOrigins, trustedProxies, tls, maxConnections, " +
         "maxConnectionsPerAddress, maxFramesPerSecond, firstFrameTimeoutMs",
     );

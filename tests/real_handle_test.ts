@@ -10,7 +10,7 @@ import { DatabaseSync } from "node:sqlite";
 import { createDemoSchema } from "../lib/demo_plant.ts";
 import { MysqlSource } from "../lib/mysql_source.ts";
 import type { Point } from "../lib/point.ts";
-import { realHandle } from "../lib/real_handle.ts";
+import { createRealHandle, realHandle } from "../lib/real_handle.ts";
 import type { Row, Source, SqlParam } from "../lib/source.ts";
 import { SqliteSource } from "../lib/sqlite_source.ts";
 import { createTestDatabase, type PointRow } from "./support/mysql.ts";
@@ -84,6 +84,8 @@ interface Backend {
   source: Source;
   /** Rows of archive_device, to show that nothing was dropped. */
   pointCount(): Promise<number>;
+  /** Runs a statement directly, behind the handle's back. */
+  exec(sql: string): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -120,6 +122,7 @@ function sqliteBackend(): Promise<Backend> {
     source,
     pointCount: () =>
       Promise.resolve(Number((db.prepare("SELECT COUNT(*) AS n FROM archive_device").get() as Row).n)),
+    exec: (sql) => Promise.resolve(db.exec(sql)),
     cleanup: () => source.close(),
   });
 }
@@ -133,6 +136,9 @@ async function mysqlBackend(): Promise<Backend> {
     source,
     pointCount: async () =>
       Number(((await db.query("SELECT COUNT(*) AS n FROM archive_device")) as Row[])[0].n),
+    exec: async (sql) => {
+      await db.query(sql);
+    },
     cleanup: async () => {
       await source.close();
       await db.drop();
@@ -208,17 +214,57 @@ for (const [name, open] of [["SQLite", sqliteBackend], ["MariaDB", mysqlBackend]
   });
 
   test(
-    "one fetch of several units runs exactly 2 queries, with the unit ids as parameters",
+    "one fetch of several units runs exactly 2 queries: points by unit id, then values by address",
     async (_b, source) => {
       const result = await realHandle.fetch(source, [12, 13, 14, 99]);
       assert.equal(result.size, 4);
       assert.equal(source.calls.length, 2);
-      for (const call of source.calls) assert.deepEqual(call.params, [12, 13, 14, 99]);
+      assert.deepEqual(source.calls[0].params, [12, 13, 14, 99]);
+      assert.deepEqual(source.calls[1].params, ["GW1", "GW2", "GW-NODATA", "GW3"]);
       const one = new RecordingSource(source);
       await realHandle.fetch(one, [12]);
       assert.equal(one.calls.length, 2);
     },
   );
+
+  test("units without points cost one query: no values are read for no addresses", async (_b, source) => {
+    assert.deepEqual(await realHandle.fetch(source, [14, 99]), new Map([[14, []], [99, []]]));
+    assert.equal(source.calls.length, 1);
+  });
+
+  test(
+    "with pointsRefreshPolls 3, later polls read only values plus the metadata of a third of the units",
+    async (_b, source) => {
+      const real = createRealHandle({ pointsRefreshPolls: 3 });
+      const units = [12, 13, 15];
+      await real.fetch(source, units); // every unit is new: all metadata is read
+      assert.deepEqual(source.calls[0].params, units);
+      const refreshed: number[][] = [];
+      for (let poll = 1; poll <= 3; poll++) {
+        source.calls.length = 0;
+        const result = await real.fetch(source, units);
+        assert.deepEqual(result.get(12), EXPECTED_12);
+        const points = source.calls.filter((c) => c.sql.includes("archive_device"));
+        assert.ok(source.calls.length <= 2);
+        refreshed.push(points.flatMap((c) => c.params as number[]));
+      }
+      // Over three polls every unit was re-read exactly once.
+      assert.deepEqual(refreshed.flat().sort(), [12, 13, 15]);
+      // A new unit is read at once, alone.
+      source.calls.length = 0;
+      await real.fetch(source, [...units, 99]);
+      assert.ok(source.calls[0].params.includes(99));
+    },
+  );
+
+  test("a renamed point is seen within pointsRefreshPolls polls", async (backend, source) => {
+    const real = createRealHandle({ pointsRefreshPolls: 2 });
+    await real.fetch(source, [13]);
+    await backend.exec("UPDATE archive_device SET `rename` = 'Renamed' WHERE unit_id = 13");
+    const seen = [];
+    for (let poll = 0; poll < 2; poll++) seen.push((await real.fetch(source, [13])).get(13)![0].rename);
+    assert.ok(seen.includes("Renamed"), `renames seen: ${seen.join(", ")}`);
+  });
 
   test("a fetch of no units runs no query", async (_b, source) => {
     assert.deepEqual(await realHandle.fetch(source, []), new Map());
