@@ -3,8 +3,9 @@
  * every part; `main.ts` adds flags and signals, tests start it in-process.
  */
 
-import type { Config } from "./config.ts";
+import type { Config, DatabaseSettings } from "./config.ts";
 import type { Connection } from "./connection.ts";
+import { connectionCap, countOpenFiles, readOpenFileLimit } from "./fd_limit.ts";
 import type { Handle } from "./handle.ts";
 import { healthReport } from "./health.ts";
 import type { Logger } from "./log.ts";
@@ -14,6 +15,7 @@ import { Poller } from "./poller.ts";
 import { CloseCode } from "./protocol.ts";
 import { realHandle } from "./real_handle.ts";
 import { Registry } from "./registry.ts";
+import { applyReload, type DatabaseChanges } from "./reload.ts";
 import { createHandler } from "./server.ts";
 import type { Source } from "./source.ts";
 import { SqliteSource } from "./sqlite_source.ts";
@@ -35,6 +37,21 @@ export interface App {
   readonly poller: Poller;
   /** Closes every client with 1001, stops polling, stops listening and closes the databases. */
   stop(): Promise<void>;
+  /** Most open connections, from `maxConnections` and the open-file limit. */
+  readonly maxConnections: number;
+  /** Applies a new configuration without dropping connections (SIGHUP; see `lib/reload.ts`). */
+  reload(next: Config): Promise<DatabaseChanges>;
+}
+
+/** Longest wait for the listener to finish open requests on stop, before the pools are ended anyway. */
+export const SHUTDOWN_LISTENER_GRACE_MS = 2000;
+
+/** Database connections a configuration may open at once (pool sizes), kept free of the connection cap. */
+function databaseConnections(config: Config): number {
+  return Object.values(config.databases).reduce(
+    (n, db) => n + (db.driver === "mysql" ? db.connectionLimit : 1),
+    0,
+  );
 }
 
 /** Options for {@link startApp}. */
@@ -49,14 +66,16 @@ export interface AppOptions {
 export function openSources(config: Config): Map<string, Source> {
   const sources = new Map<string, Source>();
   for (const [code, settings] of Object.entries(config.databases)) {
-    sources.set(
-      code,
-      settings.driver === "mysql"
-        ? new MysqlSource(code, settings, config.queryTimeoutMs)
-        : SqliteSource.open(code, settings.path),
-    );
+    sources.set(code, openSource(code, settings, config.queryTimeoutMs));
   }
   return sources;
+}
+
+/** Opens one configured database. */
+export function openSource(code: string, settings: DatabaseSettings, queryTimeoutMs: number): Source {
+  return settings.driver === "mysql"
+    ? new MysqlSource(code, settings, queryTimeoutMs)
+    : SqliteSource.open(code, settings.path);
 }
 
 /**
@@ -73,18 +92,52 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
   const { logger } = options;
   const startedAt = Date.now();
   const metrics = new Metrics();
-  const sources = options.sources ?? openSources(config);
+  const sources = new Map(options.sources ?? openSources(config));
   const connections = new Set<Connection>();
   // The registry calls back into the poller, which is created next (the callback runs later).
   const registry = new Registry((group) => poller.pollNow(group));
-  const poller = new Poller(registry, sources, HANDLES, config.pollIntervalMs, metrics, logger);
+  const poller = new Poller(
+    registry,
+    sources,
+    HANDLES,
+    config.pollIntervalMs,
+    metrics,
+    logger,
+    config.dbRetryMaxMs,
+  );
+  // Connections read the configuration through `current`, so that a reload reaches them.
+  let current = config;
+  let accepting = true;
+  const openFileLimit = readOpenFileLimit();
+  const openAtStart = countOpenFiles();
+  const decideCap = (c: Config) => {
+    const decided = connectionCap(c.maxConnections, openFileLimit, openAtStart, databaseConnections(c));
+    if (decided.lowered !== undefined) {
+      logger.warn("maxConnections lowered to fit the open-file limit", {
+        configured: decided.lowered,
+        cap: decided.cap,
+        openFileLimit: decided.openFileLimit,
+      });
+    }
+    return decided;
+  };
+  const cap = decideCap(config);
+  let maxConnections = cap.cap;
 
   metrics.gauge("gatecast_connections", "Open WebSocket connections.", () => connections.size);
   metrics.gauge("gatecast_topics", "Topics with at least one subscriber.", () => registry.topicCount);
   metrics.gauge("gatecast_subscriptions", "Subscriptions over all topics.", () => registry.subscriptionCount);
 
   const handler = createHandler({
-    config,
+    get config() {
+      return current;
+    },
+    get maxConnections() {
+      return maxConnections;
+    },
+    get accepting() {
+      return accepting;
+    },
     registry,
     handles: new Set(HANDLES.keys()),
     metrics,
@@ -94,7 +147,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
       const body = healthReport(
         Date.now(),
         startedAt,
-        config.pollIntervalMs,
+        current.pollIntervalMs,
         connections.size,
         registry.topicCount,
         poller.health,
@@ -119,6 +172,8 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     host: addr.hostname,
     port: addr.port,
     databases: Object.keys(config.databases).join(","),
+    maxConnections,
+    openFileLimit: cap.openFileLimit ?? "unknown",
   });
 
   let stopping: Promise<void> | undefined;
@@ -128,11 +183,36 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     metrics,
     registry,
     poller,
+    get maxConnections() {
+      return maxConnections;
+    },
+    async reload(next) {
+      const changes = await applyReload(
+        {
+          registry,
+          poller,
+          logger,
+          openSource: (code, settings) => openSource(code, settings, next.queryTimeoutMs),
+        },
+        current,
+        next,
+      );
+      current = next;
+      maxConnections = decideCap(next).cap;
+      return changes;
+    },
     stop() {
       stopping ??= (async () => {
+        accepting = false;
         for (const connection of connections) connection.close(CloseCode.GOING_AWAY, "server shutting down");
         await poller.stop();
-        await server.shutdown();
+        // A client that stopped reading never completes its close: do not wait for it forever.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          server.shutdown(),
+          new Promise((resolve) => timer = setTimeout(resolve, SHUTDOWN_LISTENER_GRACE_MS)),
+        ]);
+        clearTimeout(timer);
         await Promise.all([...sources.values()].map((source) => source.close()));
         logger.info("stopped");
       })();

@@ -58,6 +58,14 @@ export interface Config {
   readonly sendBufferSoftBytes: number;
   /** Send buffer over which a client is dropped, default 16 MiB. */
   readonly sendBufferHardBytes: number;
+  /** How long a client may stay over the soft send-buffer limit before it is dropped, default 10,000 ms. */
+  readonly slowClientGraceMs: number;
+  /** Keep-alive period: a ping after half of it without traffic, closed without a pong by its end; default 30 s. */
+  readonly keepAliveSeconds: number;
+  /** Most open WebSocket connections; 0 (default) derives it from the open-file limit. */
+  readonly maxConnections: number;
+  /** Retry delay cap for a failing database, doubling from one poll interval; default 2 × `pollIntervalMs`. */
+  readonly dbRetryMaxMs: number;
   /** Least severe log level written, default `info`. */
   readonly logLevel: LogLevel;
   /** Databases by code. */
@@ -89,6 +97,10 @@ const TOP_KEYS = [
   "maxSubscriptionsPerConnection",
   "sendBufferSoftBytes",
   "sendBufferHardBytes",
+  "slowClientGraceMs",
+  "keepAliveSeconds",
+  "maxConnections",
+  "dbRetryMaxMs",
   "logLevel",
   "databases",
 ];
@@ -155,8 +167,26 @@ export function parseConfig(raw: unknown, env: EnvLookup): Config {
     ),
     sendBufferSoftBytes,
     sendBufferHardBytes,
+    ...parseReliability(root, pollIntervalMs),
     logLevel: parseLogLevel("logLevel", root.logLevel ?? "info"),
     databases: parseDatabases(root.databases, env),
+  };
+}
+
+/** The keys of issue 5 (slow clients, keep-alive, connection cap, database retries). */
+function parseReliability(
+  root: Record<string, unknown>,
+  pollIntervalMs: number,
+): Pick<Config, "slowClientGraceMs" | "keepAliveSeconds" | "maxConnections" | "dbRetryMaxMs"> {
+  const dbRetryMaxMs = optionalInt(root, "dbRetryMaxMs", "dbRetryMaxMs", 50, 3_600_000, 2 * pollIntervalMs);
+  if (dbRetryMaxMs < pollIntervalMs) {
+    throw new ConfigError("dbRetryMaxMs", `must be at least pollIntervalMs (${pollIntervalMs})`);
+  }
+  return {
+    slowClientGraceMs: optionalInt(root, "slowClientGraceMs", "slowClientGraceMs", 100, 3_600_000, 10_000),
+    keepAliveSeconds: optionalInt(root, "keepAliveSeconds", "keepAliveSeconds", 1, 3600, 30),
+    maxConnections: optionalInt(root, "maxConnections", "maxConnections", 0, 10_000_000, 0),
+    dbRetryMaxMs,
   };
 }
 

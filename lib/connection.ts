@@ -42,9 +42,6 @@ export interface ConnectionContext {
   readonly logger: Logger;
 }
 
-/** How long a client may stay over the soft send-buffer limit before it is dropped. */
-export const SLOW_CLIENT_GRACE_MS = 10_000;
-
 let nextId = 1;
 
 /** A WebSocket client of either protocol. */
@@ -85,22 +82,47 @@ export class Connection implements Peer {
   admit(): "send" | "skip" | "dropped" {
     if (this.closed) return "dropped";
     const buffered = this.socket.bufferedAmount;
-    const { sendBufferSoftBytes, sendBufferHardBytes } = this.context.config;
+    const { sendBufferSoftBytes, sendBufferHardBytes, slowClientGraceMs } = this.context.config;
     if (buffered <= sendBufferSoftBytes) {
       this.overSoftSince = 0;
       return "send";
     }
     const now = Date.now();
     if (this.overSoftSince === 0) this.overSoftSince = now;
-    if (buffered > sendBufferHardBytes || now - this.overSoftSince > SLOW_CLIENT_GRACE_MS) {
+    const overHard = buffered > sendBufferHardBytes;
+    if (overHard || now - this.overSoftSince > slowClientGraceMs) {
+      const reason = overHard ? "slow_hard_limit" : "slow_grace_expired";
       this.context.metrics.inc("gatecast_clients_dropped_total", "Clients closed by the server, by reason.", {
-        reason: "slow",
+        reason,
       });
-      this.context.logger.warn("dropping slow client", { conn: this.id, remote: this.remote, buffered });
+      this.context.logger.warn("dropping slow client", {
+        conn: this.id,
+        remote: this.remote,
+        buffered,
+        reason,
+      });
       this.close(CloseCode.SLOW_CONSUMER, "client is not reading its frames");
       return "dropped";
     }
+    this.context.metrics.inc(
+      "gatecast_frames_held_back_total",
+      "Frames not sent to clients over the soft limit.",
+    );
     return "skip";
+  }
+
+  /**
+   * Implements {@link Peer.revoke}: ends one subscription the server can no longer serve (its
+   * database was removed from the configuration). A v1 client gets an `error` frame naming the
+   * topic; a legacy client, which cannot read one, is closed with 1008.
+   */
+  revoke(subscription: Subscription, code: ErrorCode, message: string): void {
+    const key = subscription.topic.name.key;
+    if (this.subscriptions.get(key) !== subscription) return;
+    this.subscriptions.delete(key);
+    this.context.registry.unsubscribe(subscription);
+    if (subscription.legacy) return this.close(CloseCode.POLICY_VIOLATION, message);
+    this.send(errorFrame(code, message, undefined, key));
   }
 
   /** Implements {@link Peer.send}. */

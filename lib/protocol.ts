@@ -35,6 +35,8 @@ export const ErrorCode = {
   TOO_MANY_SUBSCRIPTIONS: "TOO_MANY_SUBSCRIPTIONS",
   /** A legacy frame on a v1 connection or the reverse. */
   MODE_MISMATCH: "MODE_MISMATCH",
+  /** The topic's database was removed from the configuration (SIGHUP reload); the subscription ended. */
+  DB_REMOVED: "DB_REMOVED",
 } as const;
 
 /** One of {@link ErrorCode}. */
@@ -48,7 +50,7 @@ export const CloseCode = {
   POLICY_VIOLATION: 1008,
   /** A frame over the configured size limit. */
   MESSAGE_TOO_BIG: 1009,
-  /** The client did not read its frames fast enough (send buffer over the hard limit). */
+  /** The client did not read its frames fast enough (send buffer over the hard limit, or over the soft one too long). */
   SLOW_CONSUMER: 4008,
 } as const;
 
@@ -127,9 +129,9 @@ function parseId(id: unknown): FrameId | undefined {
   );
 }
 
-/** `{"type":"error",...}` */
-export function errorFrame(code: ErrorCode, message: string, id?: FrameId): string {
-  return JSON.stringify({ type: "error", id, code, message });
+/** `{"type":"error",...}`, with the `topic` it ends when the server ends a subscription. */
+export function errorFrame(code: ErrorCode, message: string, id?: FrameId, topic?: string): string {
+  return JSON.stringify({ type: "error", id, code, message, topic });
 }
 
 /** `{"type":"subscribed"|"unsubscribed","id":..,"topic":..}` */

@@ -18,6 +18,8 @@ export interface Peer {
   admit(): "send" | "skip" | "dropped";
   /** Sends one text frame. */
   send(text: string): void;
+  /** Ends a subscription the server can no longer serve, telling the client why. */
+  revoke(subscription: Subscription, code: "DB_REMOVED", message: string): void;
 }
 
 /** One connection's subscription to one topic. */

@@ -7,6 +7,7 @@
  */
 
 import { Connection, type ConnectionContext } from "./connection.ts";
+import { keepAliveOptions, onDeadPeer } from "./keepalive.ts";
 import { SUBPROTOCOL } from "./protocol.ts";
 
 /** What the routes need besides the connection context. */
@@ -15,7 +16,14 @@ export interface RouteContext extends ConnectionContext {
   readonly connections: Set<Connection>;
   /** The `/healthz` body and whether it is healthy. */
   health(): { healthy: boolean; body: unknown };
+  /** Most open connections (see `lib/fd_limit.ts`); upgrades over it get 503 with `Retry-After`. */
+  readonly maxConnections: number;
+  /** False once shutdown began: upgrades get 503. */
+  readonly accepting: boolean;
 }
+
+/** Seconds a client refused for capacity is told to wait (`Retry-After`). */
+export const RETRY_AFTER_SECONDS = 5;
 
 const INDEX_HTML = `<!doctype html><meta charset="utf-8"><title>gatecast</title>
 <h1>gatecast</h1><p>WebSocket endpoint: <code>/ws</code> (subprotocol <code>gatecast.v1</code>).
@@ -59,11 +67,28 @@ export function createHandler(
   };
 }
 
+function refuse(context: RouteContext, reason: "connection_cap" | "shutting_down", error: string): Response {
+  context.metrics.inc("gatecast_upgrades_refused_total", "WebSocket upgrades answered 503, by reason.", {
+    reason,
+  });
+  const response = json(503, { error });
+  response.headers.set("retry-after", String(RETRY_AFTER_SECONDS));
+  return response;
+}
+
 function upgrade(request: Request, context: RouteContext, remote: string): Response {
+  if (!context.accepting) return refuse(context, "shutting_down", "the server is shutting down");
+  if (context.connections.size >= context.maxConnections) {
+    return refuse(
+      context,
+      "connection_cap",
+      `the server holds its maximum of ${context.maxConnections} connections`,
+    );
+  }
   const v1 = offeredProtocols(request.headers.get("sec-websocket-protocol")).includes(SUBPROTOCOL);
   let upgraded;
   try {
-    upgraded = Deno.upgradeWebSocket(request);
+    upgraded = Deno.upgradeWebSocket(request, keepAliveOptions(context.config.keepAliveSeconds));
   } catch (error) {
     return json(400, { error: `bad WebSocket upgrade: ${(error as Error).message}` });
   }
@@ -72,6 +97,13 @@ function upgrade(request: Request, context: RouteContext, remote: string): Respo
   const connection = new Connection(socket, context, v1, remote);
   context.connections.add(connection);
   socket.addEventListener("close", () => context.connections.delete(connection));
+  onDeadPeer(
+    socket,
+    () =>
+      context.metrics.inc("gatecast_clients_dropped_total", "Clients closed by the server, by reason.", {
+        reason: "no_pong",
+      }),
+  );
   socket.addEventListener(
     "open",
     () => context.logger.debug("connection opened", { conn: connection.id, remote, v1 }),

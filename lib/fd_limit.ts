@@ -1,0 +1,79 @@
+/**
+ * The connection cap, derived from the process's open-file limit. Every WebSocket holds a file
+ * descriptor, and running out of them kills `Deno.serve`'s listener for good; so the server
+ * keeps its connections below the limit, leaving room for the database pools and the files it
+ * already has open, and refuses further upgrades with HTTP 503 instead.
+ */
+
+/** Descriptors kept free besides the pools' connections: accepts of refused requests, logs, DNS. */
+export const FD_HEADROOM = 16;
+
+/** What {@link connectionCap} decided, for the start-up log line. */
+export interface ConnectionCap {
+  /** Most WebSocket connections at once. */
+  readonly cap: number;
+  /** The soft open-file limit (`undefined` when it could not be read). */
+  readonly openFileLimit: number | undefined;
+  /** Descriptors open at start. */
+  readonly openAtStart: number;
+  /** Descriptors kept for database connections. */
+  readonly database: number;
+  /** Set when a configured `maxConnections` was lowered to fit the limit. */
+  readonly lowered?: number;
+}
+
+/** Reads the soft open-file limit from `/proc/self/limits` (Linux); `undefined` elsewhere. */
+export function readOpenFileLimit(): number | undefined {
+  try {
+    return parseOpenFileLimit(Deno.readTextFileSync("/proc/self/limits"));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The soft "Max open files" of a `/proc/<pid>/limits` text; `undefined` when unlimited or absent. */
+export function parseOpenFileLimit(limits: string): number | undefined {
+  const match = /^Max open files\s+(\S+)/m.exec(limits);
+  if (!match || match[1] === "unlimited") return undefined;
+  return Number(match[1]);
+}
+
+/** Descriptors this process has open (`/proc/self/fd`); 0 when it cannot be read. */
+export function countOpenFiles(): number {
+  try {
+    let n = 0;
+    for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
+    return n;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Decides the connection cap: the configured `maxConnections` (0: no wish), never more than the
+ * open-file limit minus what is open at start, the database connections and {@link FD_HEADROOM}.
+ * Without a readable limit the configured value stands (10,000 when none).
+ *
+ * @example
+ * ```ts
+ * connectionCap(0, 1024, 20, 8).cap; // 980
+ * ```
+ */
+export function connectionCap(
+  configured: number,
+  openFileLimit: number | undefined,
+  openAtStart: number,
+  database: number,
+): ConnectionCap {
+  const wanted = configured > 0 ? configured : 10_000;
+  if (openFileLimit === undefined) return { cap: wanted, openFileLimit, openAtStart, database };
+  const fits = Math.max(1, openFileLimit - openAtStart - database - FD_HEADROOM);
+  if (configured > 0 && configured <= fits) return { cap: configured, openFileLimit, openAtStart, database };
+  return {
+    cap: fits,
+    openFileLimit,
+    openAtStart,
+    database,
+    ...(configured > fits ? { lowered: configured } : {}),
+  };
+}
