@@ -22,10 +22,24 @@ export interface ConnectionCap {
   readonly lowered?: number;
 }
 
-/** Reads the soft open-file limit from `/proc/self/limits` (Linux); `undefined` elsewhere. */
+/** Descriptors assumed open at start when `/proc/self/fd` cannot be read (Deno alone opens about 20). */
+export const ASSUMED_OPEN_AT_START = 32;
+
+/**
+ * Reads the soft open-file limit: from `/proc/self/limits` (Linux; Deno allows it only with
+ * `--allow-all`), else from `sh -c "ulimit -n"` (needs `--allow-run=sh`); `undefined` when
+ * neither works or the limit is unlimited.
+ */
 export function readOpenFileLimit(): number | undefined {
   try {
     return parseOpenFileLimit(Deno.readTextFileSync("/proc/self/limits"));
+  } catch {
+    // not Linux, or not allowed: ask the shell, which inherits our limit
+  }
+  try {
+    const output = new Deno.Command("sh", { args: ["-c", "ulimit -n"], stderr: "null" }).outputSync();
+    const text = new TextDecoder().decode(output.stdout).trim();
+    return /^[0-9]+$/.test(text) ? Number(text) : undefined;
   } catch {
     return undefined;
   }
@@ -38,14 +52,14 @@ export function parseOpenFileLimit(limits: string): number | undefined {
   return Number(match[1]);
 }
 
-/** Descriptors this process has open (`/proc/self/fd`); 0 when it cannot be read. */
+/** Descriptors this process has open (`/proc/self/fd`); {@link ASSUMED_OPEN_AT_START} when it cannot be read. */
 export function countOpenFiles(): number {
   try {
     let n = 0;
     for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
     return n;
   } catch {
-    return 0;
+    return ASSUMED_OPEN_AT_START;
   }
 }
 
