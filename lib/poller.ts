@@ -121,8 +121,9 @@ export class Poller {
   pollNow(group: TopicGroup): void {
     const error = this.health.get(group.db)?.error;
     if (error !== undefined && !this.backoffs.get(group.db)?.ready(Date.now())) {
-      // Its database is failing and waits for a retry: say so at once, without a query.
-      for (const topic of group.topics.values()) publishStale(topic, error);
+      // Its database is failing and waits for a retry: the new topic starts stale (its
+      // subscriber is told so when welcomed), without a query.
+      for (const topic of group.topics.values()) if (topic.points === undefined) topic.stale ??= error;
       return;
     }
     const state = this.stateOf(group.key);
