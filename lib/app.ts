@@ -206,6 +206,11 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
         accepting = false;
         for (const connection of connections) connection.close(CloseCode.GOING_AWAY, "server shutting down");
         await poller.stop();
+        // Let the close frames go out before the listener ends what is left.
+        const closeDeadline = Date.now() + SHUTDOWN_LISTENER_GRACE_MS;
+        while (connections.size > 0 && Date.now() < closeDeadline) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
         // A client that stopped reading never completes its close: do not wait for it forever.
         let timer: ReturnType<typeof setTimeout> | undefined;
         await Promise.race([

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { connectionCap, FD_HEADROOM, parseOpenFileLimit } from "../lib/fd_limit.ts";
 import { delay } from "./support/app.ts";
+import { startServerProcess } from "./support/process.ts";
 import { RawClient } from "./support/raw_ws.ts";
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
@@ -35,32 +36,6 @@ Deno.test("the connection cap leaves room for open files, database pools and hea
   assert.deepEqual(connectionCap(0, 30, 20, 8).cap, 1);
 });
 
-/** Starts main.ts under `ulimit -n 64`; resolves with the child and its listening log line. */
-async function startLimited(configPath: string) {
-  const child = new Deno.Command("bash", {
-    args: [
-      "-c",
-      `ulimit -n 64; exec "${Deno.execPath()}" run --allow-net --allow-read --allow-env --allow-run=sh main.ts --config "${configPath}"`,
-    ],
-    cwd: new URL("..", import.meta.url).pathname,
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes('"listening"')) {
-    const { value, done } = await lines.read();
-    if (done) throw new Error(`server exited: ${text}`);
-    text += value;
-  }
-  const listening = JSON.parse(text.split("\n").find((line) => line.includes('"listening"'))!);
-  // Keep draining stderr so the child never blocks on a full pipe.
-  (async () => {
-    while (!(await lines.read()).done);
-  })();
-  return { child, listening };
-}
-
 Deno.test("with ulimit -n 64, upgrades over the cap get 503 with Retry-After and the listener keeps serving", async () => {
   const configPath = await Deno.makeTempFile({ suffix: ".json" });
   await Deno.writeTextFile(
@@ -72,19 +47,20 @@ Deno.test("with ulimit -n 64, upgrades over the cap get 503 with Retry-After and
       databases: { demo: { driver: "sqlite", path: ":memory:" } },
     }),
   );
-  const { child, listening } = await startLimited(configPath);
+  const { child, listening } = await startServerProcess(configPath, 64);
   const clients: RawClient[] = [];
   try {
     assert.deepEqual(listening.openFileLimit, 64);
     const cap = listening.maxConnections as number;
+    const port = listening.port;
     assert.ok(cap > 0 && cap < 64 - FD_HEADROOM, `cap ${cap}`);
     for (let i = 0; i < cap; i++) {
-      const client = await RawClient.open(listening.port);
+      const client = await RawClient.open(port);
       assert.deepEqual(client.answer.status, 101, `connection ${i + 1} of ${cap}`);
       clients.push(client);
     }
     for (let i = 0; i < 3; i++) {
-      const refused = await RawClient.open(listening.port);
+      const refused = await RawClient.open(port);
       assert.deepEqual(refused.answer.status, 503);
       assert.deepEqual(refused.answer.headers.get("retry-after"), "5");
       assert.deepEqual(JSON.parse(refused.answer.body), {
@@ -92,14 +68,14 @@ Deno.test("with ulimit -n 64, upgrades over the cap get 503 with Retry-After and
       });
       refused.destroy();
     }
-    const health = await fetch(`http://127.0.0.1:${listening.port}/healthz`);
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     assert.ok(health.status === 200 || health.status === 503);
     assert.deepEqual((await health.json()).connections, cap);
-    const metrics = await (await fetch(`http://127.0.0.1:${listening.port}/metrics`)).text();
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     assert.match(metrics, /gatecast_upgrades_refused_total\{reason="connection_cap"\} 3/);
     for (const client of clients.splice(0, 2)) client.destroy();
     await delay(300);
-    const again = await RawClient.open(listening.port);
+    const again = await RawClient.open(port);
     assert.deepEqual(again.answer.status, 101);
     clients.push(again);
     for (const client of clients.splice(0)) client.destroy();
