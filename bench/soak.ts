@@ -13,6 +13,8 @@ import { createTestDatabase, freePort, startThrowawayMariadb } from "../tests/su
 import { RawClient } from "../tests/support/raw_ws.ts";
 
 const { values: args } = parseArgs({
+  // `deno task soak -- --minutes 1` passes the "--" on.
+  args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args,
   options: {
     minutes: { type: "string", default: "10" },
     clients: { type: "string", default: "60" },
