@@ -9,7 +9,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { createTestDatabase, freePort } from "../tests/support/mysql.ts";
+import { createTestDatabase } from "../tests/support/mysql.ts";
+import { startServerProcess } from "../tests/support/process.ts";
 import { RawClient } from "../tests/support/raw_ws.ts";
 
 const { values: args } = parseArgs({
@@ -59,40 +60,22 @@ await db.query(
 );
 await db.query("INSERT INTO device_data_real (equip_address, ua, ub, ia) VALUES ?", [data]);
 
-const port = freePort();
 const config = await Deno.makeTempFile({ suffix: ".json" });
 await Deno.writeTextFile(
   config,
   JSON.stringify({
     host: "127.0.0.1",
-    port,
+    port: 0,
     pollIntervalMs: POLL_MS,
     logLevel: "warn",
     databases: { plant: db.settings },
   }),
 );
-const server = new Deno.Command(Deno.execPath(), {
-  args: ["run", "-A", new URL("../main.ts", import.meta.url).pathname, "--config", config],
-  stdout: "null",
-  stderr: "null",
-}).spawn();
+const serverProcess = await startServerProcess(config);
+const server = serverProcess.child;
+const port = serverProcess.listening.port;
 const http = `http://127.0.0.1:${port}`;
-for (let i = 0;; i++) {
-  try {
-    await (await fetch(`${http}/healthz`)).body?.cancel();
-    break;
-  } catch {
-    if (i > 100) throw new Error("server did not start");
-    await sleep(100);
-  }
-}
-const rssMiB = () => {
-  try {
-    return Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${server.pid}/status`))![1]) / 1024;
-  } catch {
-    return 0;
-  }
-};
+const rssMiB = () => serverProcess.rssMiB();
 
 // Arrival times of each update frame, per topic and ts, over the healthy clients.
 let arrivals = new Map<string, number[]>();

@@ -9,7 +9,8 @@
 
 import mysql from "mysql2/promise";
 import { parseArgs } from "node:util";
-import { createTestDatabase, freePort, startThrowawayMariadb } from "../tests/support/mysql.ts";
+import { createTestDatabase, startThrowawayMariadb } from "../tests/support/mysql.ts";
+import { startServerProcess } from "../tests/support/process.ts";
 import { RawClient } from "../tests/support/raw_ws.ts";
 
 const { values: args } = parseArgs({
@@ -31,7 +32,7 @@ if (!(MINUTES > 0) || !(HEALTHY > 0) || !(UNITS > 1)) {
 const RUN_MS = MINUTES * 60_000;
 const POLL_MS = 500;
 const QUERY_TIMEOUT_MS = 1500;
-const ADDRESSES_PER_UNIT = 3;
+const ADDRESSES_PER_UNIT = 6;
 const CODES = ["ua", "ub", "ia"] as const;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -43,13 +44,20 @@ const note = (what: string) => console.error(`[soak ${elapsed()}] ${what}`);
 // --- database -------------------------------------------------------------------------------
 note("starting a throw-away mariadbd");
 const mariadb = await startThrowawayMariadb();
+// Interrupted: do not leave the throw-away server running.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => {
+    mariadb.pause(false);
+    mariadb.stop().finally(() => Deno.exit(130));
+  });
+}
 const schema = await createTestDatabase(mariadb.info);
 // A pool reconnects after the restart, unlike the test database's one admin connection.
 const pool = mysql.createPool({ ...mariadb.info, database: schema.settings.database, connectionLimit: 4 });
 const db = {
   query: async (sql: string, params: unknown[] = []) => (await pool.query(sql, params))[0],
 };
-const long = "x".repeat(100); // long names make the legacy arrays big, so slow clients fill up
+const long = "x".repeat(120); // long names make the legacy arrays big, so slow clients fill up
 const points = [];
 for (let unit = 1; unit <= UNITS; unit++) {
   for (let a = 0; a < ADDRESSES_PER_UNIT; a++) {
@@ -70,59 +78,28 @@ for (let unit = 1; unit <= UNITS; unit++) {
 }
 
 // --- server ---------------------------------------------------------------------------------
-const port = freePort();
 const configPath = await Deno.makeTempFile({ suffix: ".json" });
 await Deno.writeTextFile(
   configPath,
   JSON.stringify({
     host: "127.0.0.1",
-    port,
+    port: 0,
     pollIntervalMs: POLL_MS,
     queryTimeoutMs: QUERY_TIMEOUT_MS,
     sendBufferSoftBytes: 64 << 10,
     sendBufferHardBytes: 1 << 20,
     slowClientGraceMs: 3000,
     keepAliveSeconds: 4,
-    logLevel: "warn",
+    logLevel: "info",
     databases: { plant: schema.settings },
   }),
 );
-const serverLog = await Deno.makeTempFile({ suffix: ".log" });
-const logFile = await Deno.open(serverLog, { write: true });
-const server = new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    "--allow-net",
-    "--allow-read",
-    "--allow-env",
-    new URL("../main.ts", import.meta.url).pathname,
-    "--config",
-    configPath,
-  ],
-  stdout: "null",
-  stderr: "piped",
-}).spawn();
-server.stderr.pipeTo(logFile.writable).catch(() => {});
+const serverProcess = await startServerProcess(configPath);
+const server = serverProcess.child;
+const port = serverProcess.listening.port;
 const httpUrl = `http://127.0.0.1:${port}`;
 const wsUrl = `ws://127.0.0.1:${port}/ws`;
-for (let i = 0;; i++) {
-  try {
-    await (await fetch(`${httpUrl}/healthz`)).body?.cancel();
-    break;
-  } catch {
-    if (i > 100) throw new Error("server did not start");
-    await sleep(100);
-  }
-}
-
-function rssMiB(): number {
-  try {
-    const status = Deno.readTextFileSync(`/proc/${server.pid}/status`);
-    return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
-  } catch {
-    return 0;
-  }
-}
+const rssMiB = () => serverProcess.rssMiB();
 const rss = { start: rssMiB(), peak: 0, end: 0 };
 const rssTimer = setInterval(() => rss.peak = Math.max(rss.peak, rssMiB()), 1000);
 
@@ -262,15 +239,26 @@ every(2000, async () => {
   counts.malformed++;
 });
 
-// slow clients: subscribe to every unit (legacy: the whole array every tick) and never read
+// slow clients: subscribe to every unit (legacy: the whole array every tick) and never read;
+// they repeat a subscription now and then, which keeps them clear of the keep-alive, so that
+// the send-buffer limits are what removes them
 const slow: RawClient[] = [];
 every(15_000, async () => {
   const client = await RawClient.open(port);
-  for (let unit = 1; unit <= UNITS; unit++) {
-    await client.sendText(`{"unit_id": ${unit}, "handle": "real", "db_code": "plant"}`);
-  }
+  const subscribeAll = async () => {
+    for (let unit = 1; unit <= UNITS; unit++) {
+      await client.sendText(`{"unit_id": ${unit}, "handle": "real", "db_code": "plant"}`);
+    }
+  };
+  await subscribeAll();
   slow.push(client);
   counts.slowOpened++;
+  (async () => {
+    while (!stopping) {
+      await sleep(1000);
+      await subscribeAll();
+    }
+  })().catch(() => {}); // closed by the server
 });
 
 // dead peers: connect, then neither read nor answer pings
@@ -399,6 +387,7 @@ const summary = {
   framesHeldBack: metric("gatecast_frames_held_back_total"),
   clientsDropped: dropped,
   churned: counts.churned,
+  // churn clients that got no frame within 5 s (a legacy client gets nothing while its database is down)
   churnFailures: counts.churnFailures,
   malformedClients: counts.malformed,
   slowClientsOpened: counts.slowOpened,
@@ -413,7 +402,9 @@ const summary = {
 };
 console.log(JSON.stringify(summary, null, 2));
 for (const line of mismatches.slice(0, 10)) console.error(`mismatch: ${line}`);
-note(`server log: ${serverLog}`);
+for (const line of serverProcess.logs.filter((l) => l.level === "error").slice(0, 5)) {
+  note(`server error: ${JSON.stringify(line)}`);
+}
 await pool.end().catch(() => {});
 await schema.drop().catch(() => {});
 await mariadb.stop();

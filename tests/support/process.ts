@@ -13,6 +13,8 @@ export interface ServerProcess {
   readonly logs: Record<string, unknown>[];
   /** Waits for the exit; resolves with the code and how long it took from `since`. */
   exited(since: number): Promise<{ code: number; ms: number }>;
+  /** The process's resident memory now, in MiB (0 once it has exited). */
+  rssMiB(): number;
 }
 
 /**
@@ -66,6 +68,13 @@ export async function startServerProcess(configPath: string, openFiles?: number)
     async exited(since) {
       const status = await child.status;
       return { code: status.code, ms: Date.now() - since };
+    },
+    rssMiB() {
+      try {
+        return Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${child.pid}/status`))![1]) / 1024;
+      } catch {
+        return 0;
+      }
     },
   };
 }
