@@ -122,6 +122,11 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     return decided;
   };
   const cap = decideCap(config);
+  if (openFileLimit === undefined) {
+    logger.warn("cannot read the open-file limit (grant --allow-run=sh, or set maxConnections)", {
+      maxConnections: cap.cap,
+    });
+  }
   let maxConnections = cap.cap;
 
   metrics.gauge("gatecast_connections", "Open WebSocket connections.", () => connections.size);
