@@ -24,7 +24,10 @@ async function readConfigFile(path: string): Promise<unknown> {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(path, `is not valid JSON: ${(error as Error).message}`);
+    // V8 quotes short inputs whole (newlines, passwords and all): keep only what and where.
+    const problem = /Unexpected token '.'|Unexpected end of JSON input|[^"\n]* at position \d+[^"\n]*/
+      .exec((error as Error).message)?.[0];
+    throw new ConfigError(path, problem ? `is not valid JSON: ${problem}` : "is not valid JSON");
   }
 }
 
@@ -65,7 +68,8 @@ async function main(): Promise<void> {
   }
   if (demo) {
     const url = `ws://${app.hostname}:${app.port}/ws`;
-    console.log(`gatecast demo running: http://${app.hostname}:${app.port}/  (WebSocket ${url})`);
+    const dashboard = `http://${app.hostname}:${app.port}/?topic=demo/real/1`;
+    console.log(`gatecast demo running: ${dashboard}  (WebSocket ${url})`);
     console.log(`try: ${demo.exampleCommand(url)}`);
   }
 

@@ -10,7 +10,7 @@
 
 import { parseArgs } from "node:util";
 import { createTestDatabase } from "../tests/support/mysql.ts";
-import { startServerProcess } from "../tests/support/process.ts";
+import { startGatecastProcess } from "../tests/support/process.ts";
 import { RawClient } from "../tests/support/raw_ws.ts";
 
 const { values: args } = parseArgs({
@@ -71,9 +71,12 @@ await Deno.writeTextFile(
     databases: { plant: db.settings },
   }),
 );
-const serverProcess = await startServerProcess(config);
-const server = serverProcess.child;
-const port = serverProcess.listening.port;
+const serverProcess = await startGatecastProcess(
+  new URL("../main.ts", import.meta.url).pathname,
+  ["--allow-net", "--allow-read", "--allow-env", "--allow-run=sh"],
+  ["--config", config],
+);
+const port = serverProcess.port;
 const http = `http://127.0.0.1:${port}`;
 const rssMiB = () => serverProcess.rssMiB();
 
@@ -184,8 +187,7 @@ churning = false;
 await churn;
 for (const client of slow) client.destroy();
 for (const socket of sockets) socket.close();
-server.kill("SIGTERM");
-await server.status;
+await serverProcess.stop();
 await db.drop();
 await Deno.remove(config);
 console.log(

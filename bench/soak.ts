@@ -10,7 +10,7 @@
 import mysql from "mysql2/promise";
 import { parseArgs } from "node:util";
 import { createTestDatabase, startThrowawayMariadb } from "../tests/support/mysql.ts";
-import { startServerProcess } from "../tests/support/process.ts";
+import { startGatecastProcess } from "../tests/support/process.ts";
 import { RawClient } from "../tests/support/raw_ws.ts";
 
 const { values: args } = parseArgs({
@@ -94,9 +94,12 @@ await Deno.writeTextFile(
     databases: { plant: schema.settings },
   }),
 );
-const serverProcess = await startServerProcess(configPath);
-const server = serverProcess.child;
-const port = serverProcess.listening.port;
+const serverProcess = await startGatecastProcess(
+  new URL("../main.ts", import.meta.url).pathname,
+  ["--allow-net", "--allow-read", "--allow-env", "--allow-run=sh"],
+  ["--config", configPath],
+);
+const port = serverProcess.port;
 const httpUrl = `http://127.0.0.1:${port}`;
 const wsUrl = `ws://127.0.0.1:${port}/ws`;
 const rssMiB = () => serverProcess.rssMiB();
@@ -370,8 +373,8 @@ const closeCodes = healthy.map((client) =>
   new Promise<number>((resolve) => client.socket.addEventListener("close", (e) => resolve(e.code)))
 );
 const termAt = performance.now();
-server.kill("SIGTERM");
-const status = await server.status;
+serverProcess.child.kill("SIGTERM");
+const exitCode = await serverProcess.exited;
 const shutdownMs = Math.round(performance.now() - termAt);
 const codes = await Promise.all(closeCodes);
 
@@ -382,7 +385,7 @@ const summary = {
   ticksSkipped: metric("gatecast_ticks_skipped_total"),
   pollsDeferred: metric("gatecast_polls_deferred_total"),
   longestTickGapMs: Math.round(metric("gatecast_tick_gap_max_seconds") * 1000),
-  dbErrors: metric("gatecast_db_errors_total"),
+  dbErrors: metric("gatecast_poll_errors_total"),
   framesSent: metric("gatecast_frames_sent_total"),
   framesHeldBack: metric("gatecast_frames_held_back_total"),
   clientsDropped: dropped,
@@ -398,16 +401,16 @@ const summary = {
   healthyTopicsChecked: topicsChecked,
   healthySeqErrors: healthy.reduce((n, c) => n + c.seqErrors, 0),
   healthyOnFinalValues: mismatches.length === 0,
-  shutdown: { exitCode: status.code, ms: shutdownMs, closedWith1001: codes.filter((c) => c === 1001).length },
+  shutdown: { exitCode, ms: shutdownMs, closedWith1001: codes.filter((c) => c === 1001).length },
 };
 console.log(JSON.stringify(summary, null, 2));
 for (const line of mismatches.slice(0, 10)) console.error(`mismatch: ${line}`);
-for (const line of serverProcess.logs.filter((l) => l.level === "error").slice(0, 5)) {
-  note(`server error: ${JSON.stringify(line)}`);
+for (const line of serverProcess.stderr.filter((l) => l.includes('"level":"error"')).slice(0, 5)) {
+  note(`server error: ${line}`);
 }
 await pool.end().catch(() => {});
 await schema.drop().catch(() => {});
 await mariadb.stop();
 await Deno.remove(mariadb.dir, { recursive: true }).catch(() => {});
 await Deno.remove(configPath).catch(() => {});
-Deno.exit(summary.healthyOnFinalValues && status.code === 0 ? 0 : 1);
+Deno.exit(summary.healthyOnFinalValues && exitCode === 0 ? 0 : 1);

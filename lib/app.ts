@@ -9,7 +9,8 @@ import { connectionCap, countOpenFiles, readOpenFileLimit } from "./fd_limit.ts"
 import type { Handle } from "./handle.ts";
 import { healthReport } from "./health.ts";
 import type { Logger } from "./log.ts";
-import { Metrics } from "./metrics.ts";
+import { MeteredSource } from "./metered_source.ts";
+import { METRIC_FAMILIES, Metrics } from "./metrics.ts";
 import { MysqlSource } from "./mysql_source.ts";
 import { Poller } from "./poller.ts";
 import { CloseCode } from "./protocol.ts";
@@ -46,6 +47,11 @@ export interface App {
 /** Longest wait for the listener to finish open requests on stop, before the pools are ended anyway. */
 export const SHUTDOWN_LISTENER_GRACE_MS = 2000;
 
+/** The longest retry delay of a failing database: `dbRetryMaxMs`, or twice the poll interval when 0. */
+export function retryCap(config: Config): number {
+  return config.dbRetryMaxMs || 2 * config.pollIntervalMs;
+}
+
 /** Database connections a configuration may open at once (pool sizes), kept free of the connection cap. */
 function databaseConnections(config: Config): number {
   return Object.values(config.databases).reduce(
@@ -78,6 +84,11 @@ export function openSource(code: string, settings: DatabaseSettings, queryTimeou
     : SqliteSource.open(code, settings.path);
 }
 
+/** Wraps every source so that its queries are counted and timed for `/metrics`. */
+function meter(sources: ReadonlyMap<string, Source>, metrics: Metrics): Map<string, Source> {
+  return new Map([...sources].map(([code, source]) => [code, new MeteredSource(source, metrics)]));
+}
+
 /**
  * Starts the server: listens, starts polling, and returns once it is listening.
  *
@@ -91,8 +102,8 @@ export function openSource(code: string, settings: DatabaseSettings, queryTimeou
 export async function startApp(config: Config, options: AppOptions): Promise<App> {
   const { logger } = options;
   const startedAt = Date.now();
-  const metrics = new Metrics();
-  const sources = new Map(options.sources ?? openSources(config));
+  const metrics = new Metrics(METRIC_FAMILIES);
+  const sources = meter(options.sources ?? openSources(config), metrics);
   const connections = new Set<Connection>();
   // The registry calls back into the poller, which is created next (the callback runs later).
   const registry = new Registry((group) => poller.pollNow(group));
@@ -103,7 +114,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     config.pollIntervalMs,
     metrics,
     logger,
-    config.dbRetryMaxMs,
+    retryCap(config),
   );
   // Connections read the configuration through `current`, so that a reload reaches them.
   let current = config;
@@ -197,7 +208,8 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
           registry,
           poller,
           logger,
-          openSource: (code, settings) => openSource(code, settings, next.queryTimeoutMs),
+          openSource: (code, settings) =>
+            new MeteredSource(openSource(code, settings, next.queryTimeoutMs), metrics),
         },
         current,
         next,

@@ -57,6 +57,8 @@ Protocol: docs/protocol.md. Exit status 2 means a bad flag or configuration valu
  * @throws {ConfigError} naming the flag at fault.
  */
 export function parseFlags(args: string[]): Flags {
+  // `deno task start -- --config x` passes the "--" on; it only separates the task's own flags.
+  if (args[0] === "--") args = args.slice(1);
   let parsed;
   try {
     parsed = parseArgs({
@@ -76,7 +78,9 @@ export function parseFlags(args: string[]): Flags {
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     // node:util names the flag in quotes ('--bogus', '--port <value>'); keep its first sentence.
-    const flag = /'(-[^' ]+)/.exec(message)?.[1] ?? "(flags)";
+    const flag = message.startsWith("Unexpected argument")
+      ? "(arguments)"
+      : /'(-[^' ]+)/.exec(message)?.[1] ?? "(flags)";
     throw new ConfigError(flag, message.split(". ")[0].replace(/\.$/, "") + "; see --help");
   }
   const v = parsed.values;

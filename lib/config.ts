@@ -64,7 +64,7 @@ export interface Config {
   readonly keepAliveSeconds: number;
   /** Most open WebSocket connections; 0 (default) derives it from the open-file limit. */
   readonly maxConnections: number;
-  /** Retry delay cap for a failing database, doubling from one poll interval; default 2 × `pollIntervalMs`. */
+  /** Retry delay cap for a failing database, doubling from one poll interval; 0 (default): 2 × `pollIntervalMs`. */
   readonly dbRetryMaxMs: number;
   /** Least severe log level written, default `info`. */
   readonly logLevel: LogLevel;
@@ -178,9 +178,12 @@ function parseReliability(
   root: Record<string, unknown>,
   pollIntervalMs: number,
 ): Pick<Config, "slowClientGraceMs" | "keepAliveSeconds" | "maxConnections" | "dbRetryMaxMs"> {
-  const dbRetryMaxMs = optionalInt(root, "dbRetryMaxMs", "dbRetryMaxMs", 50, 3_600_000, 2 * pollIntervalMs);
-  if (dbRetryMaxMs < pollIntervalMs) {
-    throw new ConfigError("dbRetryMaxMs", `must be at least pollIntervalMs (${pollIntervalMs})`);
+  const dbRetryMaxMs = optionalInt(root, "dbRetryMaxMs", "dbRetryMaxMs", 0, 3_600_000, 0);
+  if (dbRetryMaxMs !== 0 && dbRetryMaxMs < pollIntervalMs) {
+    throw new ConfigError(
+      "dbRetryMaxMs",
+      `must be 0 (twice pollIntervalMs) or at least pollIntervalMs (${pollIntervalMs})`,
+    );
   }
   return {
     slowClientGraceMs: optionalInt(root, "slowClientGraceMs", "slowClientGraceMs", 100, 3_600_000, 10_000),
@@ -241,7 +244,8 @@ function parseDatabase(path: string, raw: unknown, env: EnvLookup): DatabaseSett
   if (db.passwordEnv !== undefined) password = passwordFromEnv(path, db, env);
   else if (db.password !== undefined) {
     if (typeof db.password !== "string") {
-      throw new ConfigError(`${path}.password`, `expected a string, got ${describe(db.password)}`);
+      // Never echo the value: it may be a real password.
+      throw new ConfigError(`${path}.password`, `expected a string, got ${typeof db.password}`);
     }
     password = db.password;
   }

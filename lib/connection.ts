@@ -44,6 +44,31 @@ export interface ConnectionContext {
 
 let nextId = 1;
 
+// Fan-out hands the same frame string to many connections in a row: measure it once.
+let lastMeasured = "";
+let lastLength = 0;
+
+/** The UTF-8 length of a frame, remembered for the last frame measured. */
+function utf8Length(text: string): number {
+  if (text !== lastMeasured) {
+    let bytes = text.length;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c < 0x80) continue;
+      if (c < 0x800) {
+        bytes += 1;
+        continue;
+      }
+      const next = text.charCodeAt(i + 1);
+      if (c >= 0xd800 && c <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) i++; // a pair: 4 bytes
+      bytes += 2;
+    }
+    lastMeasured = text;
+    lastLength = bytes;
+  }
+  return lastLength;
+}
+
 /** A WebSocket client of either protocol. */
 export class Connection implements Peer {
   /** Process-unique id, for logs. */
@@ -132,14 +157,19 @@ export class Connection implements Peer {
     this.context.metrics.inc("gatecast_frames_sent_total", "Frames sent to clients.");
     this.context.metrics.inc(
       "gatecast_sent_bytes_total",
-      "Characters of frames sent to clients (bytes for ASCII).",
+      "Bytes (UTF-8) of frames sent to clients.",
       {},
-      text.length,
+      utf8Length(text),
     );
   }
 
   /** Closes the socket with a code and reason and releases every subscription. */
   close(code: number, reason: string): void {
+    if (code === CloseCode.POLICY_VIOLATION && !this.closed) {
+      this.context.metrics.inc("gatecast_clients_dropped_total", "Clients closed by the server, by reason.", {
+        reason: "policy",
+      });
+    }
     if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) {
       try {
         this.socket.close(code, reason.slice(0, 120));

@@ -37,12 +37,11 @@ function legacyArray(topic: Topic): string {
   return topic.legacyJson ??= JSON.stringify(topic.points!.map(toLegacyPoint));
 }
 
-/** Sends a frame when the peer admits it; returns whether it was sent. */
-function offer(subscription: Subscription, frames: FrameCache): boolean {
+/** Sends a frame when the peer admits it; returns the peer's answer. */
+function offer(subscription: Subscription, frames: FrameCache): "send" | "skip" | "dropped" {
   const admitted = subscription.peer.admit();
-  if (admitted !== "send") return false;
-  subscription.peer.send(frames.frame(++subscription.seq));
-  return true;
+  if (admitted === "send") subscription.peer.send(frames.frame(++subscription.seq));
+  return admitted;
 }
 
 /**
@@ -63,26 +62,24 @@ export function publishPoll(topic: Topic, points: readonly Point[], now: number)
     topic.pointsJson = undefined;
     topic.legacyJson = undefined;
   }
-  if (delta.kind === "reshaped") {
-    for (const subscription of topic.subscriptions) if (!subscription.legacy) topic.owed.add(subscription);
-  }
   let snapshots: FrameCache | undefined;
-  if (topic.owed.size > 0) {
-    snapshots = snapshotFrames(topic);
-    for (const subscription of topic.owed) {
-      if (offer(subscription, snapshots)) topic.owed.delete(subscription);
-    }
-  }
-  if (delta.kind === "changed") {
-    const updates = new FrameCache(
+  const updates = delta.kind === "changed"
+    ? new FrameCache(
       `{"type":"update","topic":${topic.keyJson},"seq":`,
       `,"ts":${now},"changes":${JSON.stringify(delta.changes)}}`,
-    );
-    for (const subscription of topic.subscriptions) {
-      if (subscription.legacy || topic.owed.has(subscription) || subscription.seq === 0) continue;
-      // A held-back update means this subscriber now needs a snapshot to catch up.
-      if (!offer(subscription, updates)) topic.owed.add(subscription);
-    }
+    )
+    : undefined;
+  // Unchanged: only subscribers owed a snapshot hear anything. Otherwise everyone does.
+  for (const subscription of delta.kind === "unchanged" ? topic.owed : topic.subscriptions) {
+    if (subscription.legacy) continue;
+    const owed = topic.owed.has(subscription) || !updates;
+    const answer = owed
+      ? offer(subscription, snapshots ??= snapshotFrames(topic))
+      : offer(subscription, updates);
+    // A held-back frame means this subscriber needs a snapshot to catch up; a dropped
+    // subscriber has already left the topic.
+    if (answer === "send") topic.owed.delete(subscription);
+    else if (answer === "skip") topic.owed.add(subscription);
   }
   sendLegacyArrays(topic);
 }
@@ -132,7 +129,7 @@ export function welcome(subscription: Subscription): void {
   if (topic.points === undefined) return;
   if (subscription.legacy) {
     subscription.peer.send(legacyArray(topic));
-  } else if (offer(subscription, snapshotFrames(topic))) {
+  } else if (offer(subscription, snapshotFrames(topic)) === "send") {
     topic.owed.delete(subscription);
   }
 }

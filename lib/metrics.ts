@@ -15,10 +15,96 @@ interface Family {
 /** Upper bounds, in seconds, of the query duration histogram. */
 export const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** One metric family gatecast exports, declared up front so `/metrics` lists it from the start. */
+export interface FamilyInfo {
+  /** Prometheus name: `gatecast_…`, counters end in `_total`, durations in `_seconds`. */
+  readonly name: string;
+  /** Counter, gauge or histogram. */
+  readonly type: Family["type"];
+  /** The `# HELP` text. */
+  readonly help: string;
+  /** Label sets that start at 0 (a counter without labels always does). */
+  readonly initial?: readonly Labels[];
+}
+
+/**
+ * Every metric gatecast exports. Series labelled by database start at 0 when the database is
+ * opened (`metered_source.ts`); README's metrics table lists the same names.
+ */
+export const METRIC_FAMILIES: readonly FamilyInfo[] = [
+  { name: "gatecast_connections", type: "gauge", help: "Open WebSocket connections." },
+  { name: "gatecast_subscriptions", type: "gauge", help: "Subscriptions over all topics." },
+  { name: "gatecast_topics", type: "gauge", help: "Topics with at least one subscriber." },
+  { name: "gatecast_ticks_total", type: "counter", help: "Poll ticks run." },
+  {
+    name: "gatecast_ticks_skipped_total",
+    type: "counter",
+    help: "Group polls skipped because the previous one was still running.",
+  },
+  { name: "gatecast_db_queries_total", type: "counter", help: "SQL queries run, per database." },
+  {
+    name: "gatecast_db_query_duration_seconds",
+    type: "histogram",
+    help: "Duration of one SQL query, per database.",
+  },
+  {
+    name: "gatecast_db_query_errors_total",
+    type: "counter",
+    help: "Failed SQL queries, per database and failure (unavailable, timeout, query).",
+  },
+  { name: "gatecast_poll_duration_seconds", type: "histogram", help: "Duration of one group poll." },
+  { name: "gatecast_poll_errors_total", type: "counter", help: "Failed group polls, per database." },
+  { name: "gatecast_frames_sent_total", type: "counter", help: "Frames sent to clients." },
+  { name: "gatecast_sent_bytes_total", type: "counter", help: "Bytes (UTF-8) of frames sent to clients." },
+  {
+    name: "gatecast_clients_dropped_total",
+    type: "counter",
+    help: "Clients closed by the server, by reason.",
+    initial: [
+      { reason: "slow_hard_limit" },
+      { reason: "slow_grace_expired" },
+      { reason: "no_pong" },
+      { reason: "frame_too_big" },
+      { reason: "policy" },
+    ],
+  },
+  { name: "gatecast_client_errors_total", type: "counter", help: "Error frames sent to clients, by code." },
+  {
+    name: "gatecast_frames_held_back_total",
+    type: "counter",
+    help: "Frames not sent to clients over the soft send-buffer limit.",
+  },
+  {
+    name: "gatecast_upgrades_refused_total",
+    type: "counter",
+    help: "WebSocket upgrades answered 503, by reason.",
+    initial: [{ reason: "connection_cap" }, { reason: "shutting_down" }],
+  },
+  {
+    name: "gatecast_polls_deferred_total",
+    type: "counter",
+    help: "Group polls put off while a database waits for a retry.",
+  },
+  {
+    name: "gatecast_tick_gap_max_seconds",
+    type: "gauge",
+    help: "Longest time between two poll ticks since start.",
+  },
+];
+
 /** A set of metric families. */
 export class Metrics {
   private readonly families = new Map<string, Family>();
   private readonly gauges = new Map<string, () => number>();
+
+  /** @param declared families to list from the start (the server passes {@link METRIC_FAMILIES}) */
+  constructor(declared: readonly FamilyInfo[] = []) {
+    for (const info of declared) {
+      this.families.set(info.name, { name: info.name, help: info.help, type: info.type, series: new Map() });
+      if (info.type !== "counter") continue;
+      for (const labels of info.initial ?? [{}]) this.series(info.name, info.help, info.type, labels);
+    }
+  }
 
   /** Adds `by` (default 1) to a counter. */
   inc(name: string, help: string, labels: Labels = {}, by = 1): void {

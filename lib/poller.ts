@@ -49,7 +49,7 @@ export class Poller {
    * @param sources databases by code
    * @param handles handles by name
    * @param intervalMs the tick interval
-   * @param metrics where ticks, skips and queries are counted
+   * @param metrics where ticks, skipped polls and failed polls are counted (queries: `metered_source.ts`)
    * @param logger where failures and recoveries are logged
    * @param retryMaxMs the longest retry delay of a failing database (default two intervals)
    */
@@ -202,12 +202,6 @@ export class Poller {
     try {
       const units = [...group.topics.keys()];
       const points = await handle.fetch(source, units);
-      this.metrics.inc(
-        "gatecast_db_queries_total",
-        "SQL queries run, per database.",
-        labels,
-        handle.queriesPerFetch,
-      );
       this.metrics.observe(
         "gatecast_poll_duration_seconds",
         "Duration of one group poll.",
@@ -223,7 +217,7 @@ export class Poller {
       }
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      this.metrics.inc("gatecast_db_errors_total", "Failed polls, per database.", labels);
+      this.metrics.inc("gatecast_poll_errors_total", "Failed group polls, per database.", labels);
       this.recordFailure(group.db, message);
       this.backoffs.get(group.db)?.failed(startedAt);
       for (const topic of group.topics.values()) publishStale(topic, message);
@@ -243,7 +237,6 @@ export class Poller {
     const startedAt = Date.now();
     try {
       await this.sources.get(code)!.select("SELECT 1", []);
-      this.metrics.inc("gatecast_db_queries_total", "SQL queries run, per database.", { db: code });
       this.recordSuccess(code, Date.now());
       this.backoffs.get(code)?.succeeded();
     } catch (error) {

@@ -89,7 +89,7 @@ export async function applyReload(
   }
   for (const code of changes.added) poller.addSource(code, target.openSource(code, next.databases[code]));
   if (current.pollIntervalMs !== next.pollIntervalMs || current.dbRetryMaxMs !== next.dbRetryMaxMs) {
-    poller.retime(next.pollIntervalMs, next.dbRetryMaxMs);
+    poller.retime(next.pollIntervalMs, next.dbRetryMaxMs || 2 * next.pollIntervalMs);
   }
   logger.level = next.logLevel;
   await Promise.all(closing);

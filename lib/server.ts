@@ -1,12 +1,13 @@
 /**
  * HTTP routes on `Deno.serve`: WebSocket upgrades on `/ws` and `/`, `/healthz`, `/metrics`
- * and the page at `/`. Upgraded sockets are handed to a {@link Connection}.
+ * and the dashboard at `/` (`dashboard.ts`). Upgraded sockets are handed to a {@link Connection}.
  *
  * The `Sec-WebSocket-Protocol` header is parsed here, not by `Deno.upgradeWebSocket`, which
  * splits it only on ", " and throws for "a,b" (as Node's `ws` sends it).
  */
 
 import { Connection, type ConnectionContext } from "./connection.ts";
+import { dashboardResponse } from "./dashboard.ts";
 import { keepAliveOptions, onDeadPeer } from "./keepalive.ts";
 import { SUBPROTOCOL } from "./protocol.ts";
 
@@ -24,10 +25,6 @@ export interface RouteContext extends ConnectionContext {
 
 /** Seconds a client refused for capacity is told to wait (`Retry-After`). */
 export const RETRY_AFTER_SECONDS = 5;
-
-const INDEX_HTML = `<!doctype html><meta charset="utf-8"><title>gatecast</title>
-<h1>gatecast</h1><p>WebSocket endpoint: <code>/ws</code> (subprotocol <code>gatecast.v1</code>).
-Health: <a href="/healthz">/healthz</a>. Metrics: <a href="/metrics">/metrics</a>.</p>`;
 
 /** The subprotocols a client offered, however the header separates them. */
 export function offeredProtocols(header: string | null): string[] {
@@ -59,10 +56,8 @@ export function createHandler(
         return new Response(context.metrics.render(), {
           headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
         });
-      case "/":
-        return new Response(INDEX_HTML, { headers: { "content-type": "text/html; charset=utf-8" } });
       default:
-        return json(404, { error: `no route ${url.pathname}` });
+        return dashboardResponse(url.pathname) ?? json(404, { error: `no route ${url.pathname}` });
     }
   };
 }

@@ -23,6 +23,9 @@ export class SqliteSource implements Source {
 
   /** Runs a SELECT; SQLite accepts the same backquoted identifiers and `?` placeholders. */
   select(sql: string, params: readonly SqlParam[]): Promise<Row[]> {
+    if (!this.db.isOpen) {
+      return Promise.reject(new SourceError(this.code, "unavailable", `database '${this.code}' is closed`));
+    }
     try {
       let statement = this.statements.get(sql);
       if (!statement) {

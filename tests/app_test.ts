@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { createTestDatabase, freePort, type TestDatabase } from "./support/mysql.ts";
-import { delay, startTestApp, type TestApp, waitFor } from "./support/app.ts";
+import { delay, startTestApp, type TestApp, waitFor, withTestApp } from "./support/app.ts";
 import { TestClient } from "./support/ws_client.ts";
 
 async function plant(): Promise<TestDatabase> {
@@ -28,13 +28,7 @@ async function plant(): Promise<TestDatabase> {
 function withPlant(name: string, fn: (db: TestDatabase, app: TestApp) => Promise<void>, settings = {}) {
   Deno.test(name, async () => {
     const db = await plant();
-    const app = await startTestApp({ plant1: db.settings }, settings);
-    try {
-      await fn(db, app);
-    } finally {
-      await app.stop();
-      await db.drop();
-    }
+    await withTestApp(db, { plant1: db.settings }, (app) => fn(db, app), settings);
   });
 }
 
@@ -374,7 +368,8 @@ Deno.test("50 subscribed units cost at most 2 SELECTs per tick, counted by the s
   for (let unit = 1; unit <= 50; unit++) {
     await db.setData(`GW${unit}`, { ua: unit, ub: unit, ia: unit, p: unit });
   }
-  const app = await startTestApp({ plant1: db.settings }, { pollIntervalMs: 200 });
+  const reader = await db.dedicatedUser(); // the server counts this login's SELECTs alone
+  const app = await startTestApp({ plant1: reader.settings }, { pollIntervalMs: 200 });
   try {
     const clients = await Promise.all(
       Array.from({ length: 5 }, () => TestClient.open(app.wsUrl, "gatecast.v1")),
@@ -385,9 +380,9 @@ Deno.test("50 subscribed units cost at most 2 SELECTs per tick, counted by the s
     await waitFor("50 topics", () => app.registry.topicCount === 50);
     await delay(500); // let the immediate polls of the burst settle
     const ticksBefore = app.metrics.value("gatecast_ticks_total");
-    const selectsBefore = await db.selectCount();
+    const selectsBefore = await reader.selects();
     await delay(2000);
-    const selects = (await db.selectCount()) - selectsBefore;
+    const selects = (await reader.selects()) - selectsBefore;
     const ticks = app.metrics.value("gatecast_ticks_total") - ticksBefore;
     assert.ok(ticks >= 5, `only ${ticks} ticks in 2 s`);
     console.log(
@@ -404,5 +399,40 @@ Deno.test("50 subscribed units cost at most 2 SELECTs per tick, counted by the s
   } finally {
     await app.stop();
     await db.drop();
+  }
+});
+
+Deno.test("a stalled database is cut off by the query timeout; other databases keep their cadence", async () => {
+  const healthy = await plant();
+  const slow = await plant();
+  // Every read of device_data_real now takes a second per row: the poll stalls.
+  await slow.query("RENAME TABLE device_data_real TO device_data_real_t");
+  await slow.query("CREATE VIEW device_data_real AS SELECT t.*, SLEEP(1) AS stall FROM device_data_real_t t");
+  const app = await startTestApp({ plant1: healthy.settings, slow: slow.settings }, { queryTimeoutMs: 300 });
+  try {
+    const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+    client.send({ type: "subscribe", id: 1, topic: "slow/real/12" });
+    await client.expect("subscribed");
+    const stale = await client.expect("stale", 3000);
+    assert.match(stale.message, /exceeded 300 ms/);
+    client.send({ type: "subscribe", id: 2, topic: "plant1/real/12" });
+    await client.expect("subscribed");
+    await client.expect("snapshot");
+    for (let i = 0; i < 3; i++) {
+      await healthy.query("UPDATE device_data_real SET ia = ? WHERE equip_address = 'GW1'", [200 + i]);
+      const update = await client.expect("update", 1000);
+      assert.deepEqual(update.changes, [{ address: "GW1", code: "ia", value: 200 + i }]);
+    }
+    // The server cancels stalled statements itself: none runs much past the 300 ms limit.
+    const running = await slow.query(
+      "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID() AND TIME_MS > 800",
+      [slow.settings.database],
+    ) as { n: number }[];
+    assert.equal(Number(running[0].n), 0);
+    await client.close();
+  } finally {
+    await app.stop();
+    await healthy.drop();
+    await slow.drop();
   }
 });

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { connectionCap, FD_HEADROOM, parseOpenFileLimit } from "../lib/fd_limit.ts";
 import { delay } from "./support/app.ts";
-import { startServerProcess } from "./support/process.ts";
+import { startGatecastProcess } from "./support/process.ts";
 import { RawClient } from "./support/raw_ws.ts";
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
@@ -47,12 +47,19 @@ Deno.test("with ulimit -n 64, upgrades over the cap get 503 with Retry-After and
       databases: { demo: { driver: "sqlite", path: ":memory:" } },
     }),
   );
-  const { child, listening } = await startServerProcess(configPath, 64);
+  const server = await startGatecastProcess(
+    new URL("../main.ts", import.meta.url).pathname,
+    ["--allow-net", "--allow-read", "--allow-env", "--allow-run=sh"],
+    ["--config", configPath],
+    {},
+    { openFiles: 64 },
+  );
+  const { child, listening } = server;
   const clients: RawClient[] = [];
   try {
     assert.deepEqual(listening.openFileLimit, 64);
     const cap = listening.maxConnections as number;
-    const port = listening.port;
+    const port = server.port;
     assert.ok(cap > 0 && cap < 64 - FD_HEADROOM, `cap ${cap}`);
     for (let i = 0; i < cap; i++) {
       const client = await RawClient.open(port);
@@ -79,14 +86,13 @@ Deno.test("with ulimit -n 64, upgrades over the cap get 503 with Retry-After and
     assert.deepEqual(again.answer.status, 101);
     clients.push(again);
     for (const client of clients.splice(0)) client.destroy();
-    child.kill("SIGTERM");
-    assert.deepEqual((await child.status).code, 0);
+    assert.deepEqual(await server.stop(), 0);
   } finally {
     for (const client of clients) client.destroy();
     try {
       child.kill("SIGKILL");
     } catch { /* exited */ }
-    await child.status;
+    await server.exited;
     await Deno.remove(configPath);
   }
 });

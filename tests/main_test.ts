@@ -1,15 +1,259 @@
 /**
- * The process: SIGTERM/SIGINT shut down gracefully (1001 to every client, upgrades refused,
- * exit 0 in bounded time), a second signal exits at once, and SIGHUP reloads the
- * configuration without dropping connections. Real child processes, real MariaDB.
+ * `main.ts` as operators run it: a real child process. Help and version exit 0; every bad flag
+ * or configuration value exits 2 with exactly one line on stderr naming the flag or JSON path;
+ * a real start logs "listening", serves `/healthz`, and exits 0 on SIGTERM.
  */
 
 import assert from "node:assert/strict";
+import { HELP, VERSION } from "../lib/cli.ts";
 import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
 import { delay, waitFor } from "./support/app.ts";
-import { startServerProcess } from "./support/process.ts";
+import { startGatecastProcess } from "./support/process.ts";
 import { RawClient } from "./support/raw_ws.ts";
 import { TestClient } from "./support/ws_client.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const decoder = new TextDecoder();
+
+function command(args: string[], env: Record<string, string> = {}): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "main.ts", ...args],
+    cwd: ROOT,
+    env: { NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+async function run(args: string[], env: Record<string, string> = {}) {
+  const output = await command(args, env).output();
+  return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+}
+
+async function withConfig(config: unknown, fn: (path: string) => Promise<void>): Promise<void> {
+  const path = await Deno.makeTempFile({ prefix: "gatecast-config-", suffix: ".json" });
+  try {
+    await Deno.writeTextFile(path, typeof config === "string" ? config : JSON.stringify(config));
+    await fn(path);
+  } finally {
+    await Deno.remove(path);
+  }
+}
+
+/** Asserts exit status 2 and exactly one stderr line, equal to `line` (or matching it). */
+function assertRejected(
+  result: { code: number; stdout: string; stderr: string },
+  line: string | RegExp,
+): void {
+  assert.equal(result.code, 2, `exit status, stderr: ${result.stderr}`);
+  assert.equal(result.stdout, "");
+  assert.ok(result.stderr.endsWith("\n"), JSON.stringify(result.stderr));
+  const lines = result.stderr.slice(0, -1).split("\n");
+  assert.equal(lines.length, 1, `expected one line on stderr, got ${JSON.stringify(result.stderr)}`);
+  if (typeof line === "string") assert.equal(lines[0], line);
+  else assert.match(lines[0], line);
+}
+
+const PLANT1 = { host: "127.0.0.1", port: 3306, user: "gatecast", password: "hunter2", database: "iot" };
+
+Deno.test("--help prints the help text and exits 0", async () => {
+  const result = await run(["--help"]);
+  assert.equal(result.code, 0);
+  assert.equal(result.stdout, HELP + "\n");
+  assert.equal(result.stderr, "");
+});
+
+Deno.test("--version prints the version and exits 0", async () => {
+  const result = await run(["--version"]);
+  assert.equal(result.code, 0);
+  assert.equal(result.stdout, `gatecast ${VERSION}\n`);
+  assert.equal(result.stderr, "");
+});
+
+Deno.test("an unknown flag exits 2 with one line naming the flag", async () => {
+  assertRejected(await run(["--bogus"]), "gatecast: --bogus: Unknown option '--bogus'; see --help");
+});
+
+Deno.test("a bad --port exits 2 with one line naming --port", async () => {
+  assertRejected(
+    await run(["--config", "gatecast.json", "--port", "abc"]),
+    'gatecast: --port: expected an integer 0-65535, got "abc"',
+  );
+});
+
+Deno.test("no --config exits 2 with one line asking for it", async () => {
+  assertRejected(await run([]), "gatecast: --config: is required (or --demo); see --help");
+});
+
+Deno.test("an unknown config key exits 2 with one line naming the key", async () => {
+  await withConfig({ databases: { plant1: PLANT1 }, pollIntervalMS: 100 }, async (path) => {
+    assertRejected(
+      await run(["--config", path]),
+      "gatecast: pollIntervalMS: unknown key; accepted keys are $schema, host, port, pollIntervalMs, " +
+        "queryTimeoutMs, maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, " +
+        "slowClientGraceMs, keepAliveSeconds, maxConnections, dbRetryMaxMs, logLevel, databases",
+    );
+  });
+});
+
+Deno.test('databases.plant1.port = "abc" exits 2 with the contract\'s line', async () => {
+  await withConfig({ databases: { plant1: { ...PLANT1, port: "abc" } } }, async (path) => {
+    assertRejected(
+      await run(["--config", path]),
+      'gatecast: databases.plant1.port: expected an integer 1-65535, got "abc"',
+    );
+  });
+});
+
+Deno.test("a missing config file exits 2 with one line naming --config and the file", async () => {
+  const path = `${await Deno.makeTempDir({ prefix: "gatecast-" })}/missing.json`;
+  try {
+    const result = await run(["--config", path]);
+    assertRejected(result, /^gatecast: --config: cannot read \S+missing\.json: /);
+    assert.ok(result.stderr.includes(path));
+  } finally {
+    await Deno.remove(path.replace(/\/missing\.json$/, ""), { recursive: true });
+  }
+});
+
+Deno.test("a config file that is not JSON exits 2 with one line that does not echo its text", async () => {
+  await withConfig('{"databases": {"plant1": {"password": "hunter2"\n x}}}', async (path) => {
+    const result = await run(["--config", path]);
+    assertRejected(
+      result,
+      `gatecast: ${path}: is not valid JSON: Expected ',' or '}' after property value in JSON at position 49 (line 2 column 2)`,
+    );
+    assert.ok(!result.stderr.includes("hunter2"));
+  });
+  await withConfig("not json\n", async (path) => {
+    const result = await run(["--config", path]);
+    assertRejected(result, `gatecast: ${path}: is not valid JSON: Unexpected token 'o'`);
+    assert.ok(!result.stderr.includes("not json"));
+  });
+});
+
+Deno.test("a missing passwordEnv variable exits 2 with one line naming passwordEnv and the variable", async () => {
+  const name = "GATECAST_TEST_MISSING_PASSWORD";
+  await withConfig(
+    { databases: { plant1: { ...PLANT1, password: undefined, passwordEnv: name } } },
+    async (path) => {
+      assertRejected(
+        await run(["--config", path]),
+        `gatecast: databases.plant1.passwordEnv: environment variable ${name} is not set`,
+      );
+    },
+  );
+});
+
+Deno.test("no error line prints a password from the config", async () => {
+  await withConfig({ databases: { plant1: { ...PLANT1, port: 0 } } }, async (path) => {
+    const result = await run(["--config", path]);
+    assertRejected(result, "gatecast: databases.plant1.port: expected an integer 1-65535, got 0");
+    assert.ok(!result.stderr.includes("hunter2"));
+  });
+});
+
+/** Reads stderr lines until one satisfies `found`; returns it and every line read. */
+async function readUntil(
+  reader: ReadableStreamDefaultReader<string>,
+  found: (line: string) => boolean,
+  seen: string[],
+): Promise<string> {
+  let buffered = "";
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const newline = buffered.indexOf("\n");
+    if (newline >= 0) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      seen.push(line);
+      if (found(line)) return line;
+      continue;
+    }
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffered += value;
+  }
+  throw new Error(`line not found; got ${JSON.stringify(seen)}`);
+}
+
+Deno.test("a real start logs 'listening' with its port, serves /healthz, and exits 0 on SIGTERM", async () => {
+  await withConfig(
+    { logLevel: "info", databases: { demo: { driver: "sqlite", path: ":memory:" } } },
+    async (path) => {
+      const child = command(["--config", path, "--port", "0", "--host", "127.0.0.1"]).spawn();
+      const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+      const seen: string[] = [];
+      try {
+        const listening = JSON.parse(
+          await readUntil(stderr, (line) => line.includes('"msg":"listening"'), seen),
+        );
+        assert.equal(listening.level, "info");
+        assert.equal(listening.host, "127.0.0.1");
+        assert.equal(listening.databases, "demo");
+        assert.ok(Number.isInteger(listening.port) && listening.port > 0, String(listening.port));
+        const health = await fetch(`http://127.0.0.1:${listening.port}/healthz`);
+        assert.equal(health.status, 200);
+        assert.equal((await health.json()).status, "ok");
+        child.kill("SIGTERM");
+        const status = await child.status;
+        assert.equal(status.code, 0);
+        for (;;) {
+          const { value, done } = await stderr.read();
+          if (done) break;
+          seen.push(...value.split("\n").filter((l) => l.length > 0));
+        }
+        const messages = seen.map((line) => JSON.parse(line).msg);
+        assert.deepEqual(messages.slice(-2), ["shutting down", "stopped"]);
+      } finally {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* already exited */ }
+        await child.status;
+        await child.stdout.cancel().catch(() => {});
+        await stderr.cancel().catch(() => {});
+      }
+    },
+  );
+});
+
+Deno.test("--demo serves the demo plant: the banner names the URL and demo/real/1 has a snapshot", async () => {
+  const child = command(["--demo", "--port", "0"]).spawn();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    const banner = await readUntil(stdout, (line) => line.startsWith("gatecast demo running:"), []);
+    const url = /\(WebSocket (ws:\/\/127\.0\.0\.1:\d+\/ws)\)$/.exec(banner)?.[1];
+    assert.ok(url, banner);
+    const client = await TestClient.open(url, "gatecast.v1");
+    client.send({ type: "subscribe", id: 1, topic: "demo/real/1" });
+    assert.deepEqual(await client.next(), { type: "subscribed", id: 1, topic: "demo/real/1" });
+    const snapshot = await client.expect("snapshot");
+    assert.equal(snapshot.points.length, 10);
+    await client.close();
+    child.kill("SIGTERM");
+    assert.equal((await child.status).code, 0);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await child.status;
+    await stdout.cancel().catch(() => {});
+    await child.stderr.cancel().catch(() => {});
+  }
+});
+
+// --- signals: graceful shutdown and reload (issue 5) -------------------------------------------------------
+
+const PERMISSIONS = ["--allow-net", "--allow-read", "--allow-env", "--allow-run=sh"];
+
+/** Starts main.ts on a config file, on a free port. */
+function startWithConfig(path: string) {
+  return startGatecastProcess(new URL("../main.ts", import.meta.url).pathname, PERMISSIONS, [
+    "--config",
+    path,
+  ]);
+}
 
 async function plant(value: number): Promise<TestDatabase> {
   const db = await createTestDatabase();
@@ -36,8 +280,8 @@ Deno.test("SIGTERM closes every client with 1001 and exits 0 within a bounded ti
   const db = await plant(1);
   const config = await Deno.makeTempFile({ suffix: ".json" });
   await writeConfig(config, { plant1: db.settings });
-  const server = await startServerProcess(config);
-  const url = `ws://127.0.0.1:${server.listening.port}/ws`;
+  const server = await startWithConfig(config);
+  const url = `ws://127.0.0.1:${server.port}/ws`;
   try {
     const v1 = await TestClient.open(url, "gatecast.v1");
     v1.send({ type: "subscribe", id: 1, topic: "plant1/real/1" });
@@ -46,22 +290,23 @@ Deno.test("SIGTERM closes every client with 1001 and exits 0 within a bounded ti
     const legacy = await TestClient.open(url);
     legacy.send("{'unit_id': 1, 'handle': 'real', 'db_code': 'plant1'}");
     await legacy.next();
-    const silent = await RawClient.open(server.listening.port); // never reads
+    const silent = await RawClient.open(server.port); // never reads
     const sentAt = Date.now();
     server.child.kill("SIGTERM");
     const [v1Close, legacyClose] = await Promise.all([v1.closed, legacy.closed]);
     assert.deepEqual([v1Close.code, v1Close.reason], [1001, "server shutting down"]);
     assert.deepEqual([legacyClose.code, legacyClose.reason], [1001, "server shutting down"]);
-    const exit = await server.exited(sentAt);
-    assert.deepEqual(exit.code, 0);
-    assert.ok(exit.ms < 5000, `exited after ${exit.ms} ms`);
-    assert.ok(server.logs.some((line) => line.msg === "stopped"));
+    const code = await server.exited;
+    const ms = Date.now() - sentAt;
+    assert.deepEqual(code, 0);
+    assert.ok(ms < 5000, `exited after ${ms} ms`);
+    assert.ok(server.stderr.some((line) => line.includes('"msg":"stopped"')));
     silent.destroy();
   } finally {
     try {
       server.child.kill("SIGKILL");
     } catch { /* exited */ }
-    await server.child.status;
+    await server.exited;
     await db.drop();
     await Deno.remove(config);
   }
@@ -78,21 +323,22 @@ Deno.test("a second signal during a slow shutdown exits at once", async () => {
   await writeConfig(config, {
     hang: { host: "127.0.0.1", port: blackhole.addr.port, user: "u", database: "d" },
   }, { queryTimeoutMs: 20_000 });
-  const server = await startServerProcess(config);
+  const server = await startWithConfig(config);
   try {
     await waitFor("the probe connecting", () => held.length > 0);
     const sentAt = Date.now();
     server.child.kill("SIGINT");
     await delay(300);
     server.child.kill("SIGTERM");
-    const exit = await server.exited(sentAt);
-    assert.deepEqual(exit.code, 1);
-    assert.ok(exit.ms < 2000, `exited after ${exit.ms} ms`);
+    const code = await server.exited;
+    const ms = Date.now() - sentAt;
+    assert.deepEqual(code, 1);
+    assert.ok(ms < 2000, `exited after ${ms} ms`);
   } finally {
     try {
       server.child.kill("SIGKILL");
     } catch { /* exited */ }
-    await server.child.status;
+    await server.exited;
     blackhole.close();
     for (const conn of held) conn.close();
     await accepting.catch(() => {});
@@ -106,8 +352,8 @@ Deno.test("SIGHUP reload: an added database serves, a removed one ends its topic
   const added = await plant(3);
   const config = await Deno.makeTempFile({ suffix: ".json" });
   await writeConfig(config, { kept: kept.settings, removed: removed.settings });
-  const server = await startServerProcess(config);
-  const url = `ws://127.0.0.1:${server.listening.port}/ws`;
+  const server = await startWithConfig(config);
+  const url = `ws://127.0.0.1:${server.port}/ws`;
   try {
     const client = await TestClient.open(url, "gatecast.v1");
     for (const [id, topic] of [[1, "kept/real/1"], [2, "removed/real/1"]] as const) {
@@ -157,7 +403,7 @@ Deno.test("SIGHUP reload: an added database serves, a removed one ends its topic
     server.child.kill("SIGHUP");
     await waitFor(
       "the refusal logged",
-      () => server.logs.some((l) => l.msg === "configuration not reloaded; keeping the running one"),
+      () => server.stderr.some((l) => l.includes("configuration not reloaded; keeping the running one")),
     );
     await kept.query("UPDATE device_data_real SET ua = 12");
     assert.deepEqual((await client.expect("update", 2000)).changes[0].value, 12);
@@ -166,7 +412,7 @@ Deno.test("SIGHUP reload: an added database serves, a removed one ends its topic
     await other.close();
   } finally {
     server.child.kill("SIGTERM");
-    await server.child.status;
+    await server.exited;
     for (const db of [kept, removed, added]) await db.drop();
     await Deno.remove(config);
   }

@@ -62,3 +62,25 @@ export async function waitFor(
     await delay(20);
   }
 }
+
+/**
+ * Starts a server on `databases`, runs `fn`, then stops the server and drops the test
+ * database `db`, whether `fn` passed or failed.
+ */
+export async function withTestApp(
+  db: { drop(): Promise<void> },
+  databases: Record<string, DatabaseSettings | Record<string, unknown>>,
+  fn: (app: TestApp) => Promise<void>,
+  settings: Record<string, unknown> = {},
+): Promise<void> {
+  try {
+    const app = await startTestApp(databases, settings);
+    try {
+      await fn(app);
+    } finally {
+      await app.stop();
+    }
+  } finally {
+    await db.drop();
+  }
+}

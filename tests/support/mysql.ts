@@ -89,56 +89,62 @@ export async function startThrowawayMariadb(): Promise<ThrowawayMariadb> {
   }
   const port = freePort();
   const info = { host: "127.0.0.1", port, user: "root", password: "" };
-  let child: Deno.ChildProcess | undefined;
+  // Started through bash in the background, so that no child handle stays open in the test
+  // (Deno's resource sanitizer) and the server outlives the test that happened to start it.
+  let pid = 0;
   const start = async () => {
-    child = new Deno.Command("mariadbd", {
-      args: [
-        "--no-defaults",
-        `--datadir=${dir}/data`,
-        `--socket=${dir}/mysqld.sock`,
-        `--pid-file=${dir}/mysqld.pid`,
-        `--port=${port}`,
-        "--bind-address=127.0.0.1",
-        "--user=root",
-        "--skip-log-bin",
-        "--innodb-buffer-pool-size=32M",
-      ],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    const args = [
+      "--no-defaults",
+      `--datadir=${dir}/data`,
+      `--socket=${dir}/mysqld.sock`,
+      `--pid-file=${dir}/mysqld.pid`,
+      `--port=${port}`,
+      "--bind-address=127.0.0.1",
+      "--user=root",
+      "--skip-log-bin",
+      "--innodb-buffer-pool-size=32M",
+    ];
+    const out = await new Deno.Command("bash", {
+      args: ["-c", 'mariadbd "$@" >/dev/null 2>&1 & echo $!', "bash", ...args],
+      stdout: "piped",
+    }).output();
+    pid = Number(new TextDecoder().decode(out.stdout).trim());
     const deadline = Date.now() + 30_000;
     while (!(await canConnect(info))) {
       if (Date.now() > deadline) throw new Error(`mariadbd on port ${port} did not answer within 30 s`);
       await new Promise((r) => setTimeout(r, 200));
     }
   };
-  const stop = async () => {
-    if (!child) return;
-    const c = child;
-    child = undefined;
+  const alive = () => {
     try {
-      c.kill("SIGCONT");
-      c.kill("SIGTERM");
+      return pid > 0 && !Deno.readTextFileSync(`/proc/${pid}/stat`).split(" ")[2].startsWith("Z");
+    } catch {
+      return false;
+    }
+  };
+  const signal = (name: Deno.Signal) => {
+    try {
+      if (pid > 0) Deno.kill(pid, name);
     } catch { /* already gone */ }
-    const killer = setTimeout(() => {
-      try {
-        c.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 10_000);
-    await c.status;
-    clearTimeout(killer);
+  };
+  const stop = async () => {
+    signal("SIGCONT");
+    signal("SIGTERM");
+    const deadline = Date.now() + 15_000;
+    while (alive()) {
+      if (Date.now() > deadline) signal("SIGKILL");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    pid = 0;
   };
   await start();
+  globalThis.addEventListener("unload", () => signal("SIGKILL"));
   return {
     info,
     dir,
-    stop: async () => {
-      await stop();
-    },
+    stop,
     restart: start,
-    pause(paused) {
-      child?.kill(paused ? "SIGSTOP" : "SIGCONT");
-    },
+    pause: (paused) => signal(paused ? "SIGSTOP" : "SIGCONT"),
   };
 }
 
@@ -181,7 +187,13 @@ export interface TestDatabase {
   setData(address: string, values: Record<string, number | string | null>): Promise<void>;
   /** `Com_select` of the whole server (SELECT statements run so far). */
   selectCount(): Promise<number>;
-  /** Drops the database and closes the admin pool. */
+  /**
+   * Creates a login of its own for gatecast (SELECT on this database only) and a counter of the
+   * SELECTs the server ran for it: MariaDB's USER_STATISTICS (userstat), or MySQL's
+   * performance_schema. Other clients of the same server do not disturb the count.
+   */
+  dedicatedUser(): Promise<{ settings: MysqlSettings; selects(): Promise<number> }>;
+  /** Drops the database (and its dedicated user) and closes the admin pool. */
   drop(): Promise<void>;
 }
 
@@ -193,7 +205,7 @@ export async function createTestDatabase(server?: ServerInfo): Promise<TestDatab
   await admin.query(`CREATE DATABASE \`${name}\``);
   await admin.query(`USE \`${name}\``);
   for (const sql of SCHEMA_SQL) await admin.query(sql);
-  return {
+  const database: TestDatabase = {
     server: info,
     settings: {
       driver: "mysql",
@@ -238,9 +250,36 @@ export async function createTestDatabase(server?: ServerInfo): Promise<TestDatab
       const [rows] = await admin.query("SHOW GLOBAL STATUS LIKE 'Com_select'");
       return Number((rows as { Value: string }[])[0].Value);
     },
+    async dedicatedUser() {
+      const password = crypto.randomUUID();
+      await admin.query(`CREATE USER IF NOT EXISTS '${name}'@'%' IDENTIFIED BY '${password}'`);
+      await admin.query(`GRANT SELECT ON \`${name}\`.* TO '${name}'@'%'`);
+      let selects: () => Promise<number>;
+      try {
+        await admin.query("SET GLOBAL userstat = 1");
+        selects = async () => {
+          const [rows] = await admin.query(
+            "SELECT SELECT_COMMANDS AS n FROM information_schema.USER_STATISTICS WHERE USER = ?",
+            [name],
+          );
+          return Number((rows as { n: number }[])[0]?.n ?? 0);
+        };
+      } catch {
+        selects = async () => {
+          const [rows] = await admin.query(
+            "SELECT COUNT_STAR AS n FROM performance_schema.events_statements_summary_by_user_by_event_name WHERE USER = ? AND EVENT_NAME = 'statement/sql/select'",
+            [name],
+          );
+          return Number((rows as { n: number }[])[0]?.n ?? 0);
+        };
+      }
+      return { settings: { ...database.settings, user: name, password }, selects };
+    },
     async drop() {
+      await admin.query(`DROP USER IF EXISTS '${name}'@'%'`).catch(() => {});
       await admin.query(`DROP DATABASE IF EXISTS \`${name}\``).catch(() => {});
       await admin.end().catch(() => {});
     },
   };
+  return database;
 }

@@ -1,74 +1,109 @@
 /**
- * gatecast as a real child process (`main.ts`), for signals and process limits: starts it,
- * waits for its `listening` log line, and keeps its log lines for assertions.
+ * gatecast as a real process (`deno run main.ts` or the bundle): started with given flags and
+ * permissions, its port read from the "listening" log line, its stderr kept line by line.
  */
 
 /** A running gatecast process. */
-export interface ServerProcess {
-  /** The child. */
+export interface GatecastProcess {
+  /** The port it listens on. */
+  readonly port: number;
+  /** `http://127.0.0.1:<port>` */
+  readonly httpUrl: string;
+  /** Every stderr line so far. */
+  readonly stderr: string[];
+  /** Every stdout line so far. */
+  readonly stdout: string[];
+  /** Sends SIGTERM and waits for the exit code. */
+  stop(): Promise<number>;
+  /** The child, for other signals. */
   readonly child: Deno.ChildProcess;
-  /** The parsed `listening` log line (`port`, `maxConnections`, `openFileLimit`, ...). */
-  readonly listening: Record<string, unknown> & { port: number };
-  /** Every log line so far, parsed. */
-  readonly logs: Record<string, unknown>[];
-  /** Waits for the exit; resolves with the code and how long it took from `since`. */
-  exited(since: number): Promise<{ code: number; ms: number }>;
+  /** The "listening" log line, parsed (`maxConnections`, `openFileLimit`, ...). */
+  readonly listening: Record<string, unknown>;
+  /** Resolves with the exit code once the process has exited and its output is read. */
+  readonly exited: Promise<number>;
   /** The process's resident memory now, in MiB (0 once it has exited). */
   rssMiB(): number;
 }
 
+/** Options of {@link startGatecastProcess}. */
+export interface ProcessOptions {
+  /** Runs it under `ulimit -n <openFiles>` (through bash). */
+  readonly openFiles?: number;
+}
+
+async function collect(
+  stream: ReadableStream<Uint8Array>,
+  lines: string[],
+  onLine: () => void,
+): Promise<void> {
+  let rest = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    const parts = (rest + chunk).split("\n");
+    rest = parts.pop()!;
+    lines.push(...parts);
+    onLine();
+  }
+  if (rest) lines.push(rest);
+  onLine();
+}
+
 /**
- * Starts `main.ts --config <path>`, optionally under `ulimit -n <openFiles>` (through bash).
+ * Runs `deno run <permissions> <script> <args>` and waits for its "listening" line.
+ *
+ * @param script `main.ts` or a bundle
+ * @param permissions e.g. `["--allow-net", "--allow-read=/etc/gatecast"]`
+ * @param args gatecast's flags; use `--port 0`
  */
-export async function startServerProcess(configPath: string, openFiles?: number): Promise<ServerProcess> {
-  const deno = [
-    Deno.execPath(),
-    "run",
-    "--allow-net",
-    "--allow-read",
-    "--allow-env",
-    "--allow-run=sh",
-    "main.ts",
-    "--config",
-    configPath,
-  ];
-  const command = openFiles === undefined
-    ? new Deno.Command(deno[0], { args: deno.slice(1), cwd: root(), stdout: "null", stderr: "piped" })
-    : new Deno.Command("bash", {
-      args: ["-c", `ulimit -n ${openFiles}; exec ${deno.map((a) => `'${a}'`).join(" ")}`],
-      cwd: root(),
-      stdout: "null",
-      stderr: "piped",
-    });
-  const child = command.spawn();
-  const logs: Record<string, unknown>[] = [];
-  const listening = Promise.withResolvers<Record<string, unknown> & { port: number }>();
-  (async () => {
-    let rest = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      rest += chunk;
-      const lines = rest.split("\n");
-      rest = lines.pop()!;
-      for (const line of lines) {
-        try {
-          const entry = JSON.parse(line);
-          logs.push(entry);
-          if (entry.msg === "listening") listening.resolve(entry);
-        } catch {
-          logs.push({ text: line });
-        }
-      }
+export async function startGatecastProcess(
+  script: string,
+  permissions: string[],
+  args: string[],
+  env: Record<string, string> = {},
+  options: ProcessOptions = {},
+): Promise<GatecastProcess> {
+  const deno = [Deno.execPath(), "run", "--no-prompt", ...permissions, script, ...args];
+  const child = new Deno.Command(options.openFiles === undefined ? deno[0] : "bash", {
+    args: options.openFiles === undefined
+      ? deno.slice(1)
+      : ["-c", `ulimit -n ${options.openFiles}; exec "$0" "$@"`, ...deno],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr: string[] = [];
+  const stdout: string[] = [];
+  const listening = Promise.withResolvers<Record<string, unknown>>();
+  const check = () => {
+    for (const line of stderr) {
+      if (!line.includes('"msg":"listening"')) continue;
+      listening.resolve(JSON.parse(line));
     }
-    listening.reject(new Error(`server exited before listening: ${JSON.stringify(logs)}`));
-  })();
+  };
+  const done = Promise.all([collect(child.stdout, stdout, check), collect(child.stderr, stderr, check)]);
+  const exited = child.status.then(async (status) => {
+    await done;
+    return status.code;
+  });
+  exited.then(() => listening.reject(new Error(`gatecast exited before listening:\n${stderr.join("\n")}`)));
+  const timer = setTimeout(() => listening.reject(new Error("gatecast did not listen within 30 s")), 30_000);
+  let listened: Record<string, unknown>;
+  try {
+    listened = await listening.promise;
+  } catch (error) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await exited;
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  const port = listened.port as number;
   return {
+    port,
     child,
-    listening: await listening.promise,
-    logs,
-    async exited(since) {
-      const status = await child.status;
-      return { code: status.code, ms: Date.now() - since };
-    },
+    listening: listened,
+    exited,
     rssMiB() {
       try {
         return Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${child.pid}/status`))![1]) / 1024;
@@ -76,9 +111,14 @@ export async function startServerProcess(configPath: string, openFiles?: number)
         return 0;
       }
     },
+    httpUrl: `http://127.0.0.1:${port}`,
+    stderr,
+    stdout,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* gone */ }
+      return await exited;
+    },
   };
-}
-
-function root(): string {
-  return new URL("../..", import.meta.url).pathname;
 }

@@ -1,0 +1,464 @@
+// @ts-check
+/**
+ * gatecast's client SDK: connect, subscribe to topics, keep each topic's points up to date from
+ * `snapshot` and `update` frames, reconnect with backoff and resubscribe, resubscribe on a `seq` gap.
+ *
+ * Plain JavaScript with JSDoc types, no dependencies and no Deno APIs: the same file runs in Deno
+ * (import it) and in browsers (gatecast serves it at `/gatecast_client.js`).
+ */
+
+/** The subprotocol the SDK offers. */
+export const SUBPROTOCOL = "gatecast.v1";
+
+/** @typedef {string | number | boolean | null} Scalar */
+
+/**
+ * One point: an `archive_device` row with its latest value.
+ * @typedef {object} Point
+ * @property {Scalar} code measurement code (a `device_data_real` column)
+ * @property {Scalar} recode alternative code
+ * @property {Scalar} name point name
+ * @property {Scalar} rename display name
+ * @property {Scalar} show_id display order
+ * @property {Scalar} address device/gateway address
+ * @property {Scalar} gateway_id gateway id
+ * @property {Scalar} address_type the seed's `lot_type`
+ * @property {Scalar} value latest value (`null` when none)
+ */
+
+/**
+ * One changed value in an `update` frame.
+ * @typedef {object} PointChange
+ * @property {Scalar} address the point's address
+ * @property {Scalar} code the point's code
+ * @property {Scalar} value the new value
+ */
+
+/** @typedef {number | string} FrameId */
+/** @typedef {{ type: "subscribed" | "unsubscribed", id?: FrameId, topic: string }} AckFrame */
+/** @typedef {{ type: "snapshot", topic: string, seq: number, ts: number, points: Point[] }} SnapshotFrame */
+/** @typedef {{ type: "update", topic: string, seq: number, ts: number, changes: PointChange[] }} UpdateFrame */
+/** @typedef {{ type: "stale", topic: string, code: string, message: string }} StaleFrame */
+/** @typedef {{ type: "pong", id?: FrameId }} PongFrame */
+/** @typedef {{ type: "error", id?: FrameId, code: string, message: string }} ErrorFrame */
+/** A frame the server sends (protocol v1). @typedef {AckFrame | SnapshotFrame | UpdateFrame | StaleFrame | PongFrame | ErrorFrame} ServerFrame */
+/** A frame the client sends. @typedef {{ type: "subscribe" | "unsubscribe", id: number, topic: string } | { type: "ping", id: number }} ClientFrame */
+
+/**
+ * The connection's status: `connecting` (a socket is being opened), `open` (connected, every
+ * topic fresh), `stale` (connected, but at least one topic's database is failing), `closed`
+ * (no socket; `detail.reconnectInMs` says when the next attempt starts, absent when final).
+ * @typedef {"connecting" | "open" | "stale" | "closed"} Status
+ */
+
+/**
+ * @typedef {object} StatusDetail
+ * @property {number} [attempt] `connecting`: the attempt number since the server last sent a frame (1, 2, …)
+ * @property {number} [reconnectInMs] `closed`: delay before the next attempt; absent when the client stopped
+ * @property {number} [code] `closed`: the WebSocket close code
+ * @property {string} [reason] `closed`: the close reason
+ * @property {string[]} [staleTopics] `stale`: the topics whose database is failing
+ */
+
+/**
+ * What a subscription handler gets after every change of its topic.
+ * @typedef {object} TopicState
+ * @property {string} topic the topic, e.g. `plant1/real/12`
+ * @property {"snapshot" | "update" | "stale" | "error"} reason what just arrived
+ * @property {readonly Point[]} points every point, in the server's order (empty before the first snapshot)
+ * @property {ReadonlySet<string>} changed {@link pointKey}s of the points whose value changed with this
+ *   frame: on a snapshot, those new or different from the previous state (all of them on the first)
+ * @property {number} seq the last `seq` applied (0 before the first snapshot)
+ * @property {number} ts time (ms since the epoch) of the poll that last changed the topic
+ * @property {{ code: string, message: string } | undefined} stale set while the topic's database is failing
+ * @property {{ code: string, message: string } | undefined} error set when the server refused the subscription
+ */
+
+/** @typedef {(state: TopicState) => void} TopicHandler */
+
+/**
+ * @typedef {object} ClientOptions
+ * @property {number} [initialDelayMs] first reconnect delay (default 500)
+ * @property {number} [maxDelayMs] longest reconnect delay (default 30000)
+ * @property {number} [factor] growth of the delay per failed attempt (default 2)
+ * @property {number} [jitter] fraction of each delay that is random, 0 to 1 (default 0.5)
+ * @property {number} [maxAttempts] lost or refused connections in a row before giving up (default:
+ *   never give up)
+ * @property {number} [pingIntervalMs] ping period; a connection silent for two periods is
+ *   replaced (default 20000; 0 disables)
+ * @property {(status: Status, detail: StatusDetail) => void} [onStatus] called on every status change
+ * @property {(frame: ErrorFrame) => void} [onError] error frames that belong to no subscription
+ * @property {{ new (url: string, protocols?: string | string[]): WebSocket }} [WebSocket] the
+ *   WebSocket constructor (default `globalThis.WebSocket`)
+ * @property {() => number} [random] source of jitter (default `Math.random`)
+ */
+
+/**
+ * The key of a point within its topic: its address and code.
+ * @param {{ address: Scalar, code: Scalar }} point
+ * @returns {string}
+ */
+export function pointKey(point) {
+  return JSON.stringify([point.address, point.code]);
+}
+
+/**
+ * The delay before reconnect attempt `attempt` (1, 2, …): exponential, capped at `maxDelayMs`,
+ * and lowered by up to `jitter` of itself at random so that clients do not return in step.
+ *
+ * @example
+ * ```js
+ * backoffDelay(3, { initialDelayMs: 500, factor: 2, maxDelayMs: 30000, jitter: 0 }); // 2000
+ * ```
+ * @param {number} attempt
+ * @param {{ initialDelayMs?: number, maxDelayMs?: number, factor?: number, jitter?: number }} [options]
+ * @param {() => number} [random]
+ * @returns {number} milliseconds
+ */
+export function backoffDelay(attempt, options = {}, random = Math.random) {
+  const { initialDelayMs = 500, maxDelayMs = 30000, factor = 2, jitter = 0.5 } = options;
+  const full = Math.min(maxDelayMs, initialDelayMs * factor ** Math.max(0, attempt - 1));
+  return Math.round(full * (1 - jitter * random()));
+}
+
+/** @typedef {{ topic: string, handlers: Set<TopicHandler>, points: Point[], index: Map<string, number>, seq: number, ts: number, stale: { code: string, message: string } | undefined, error: { code: string, message: string } | undefined, resyncing: boolean, pendingId: number }} Entry */
+
+/**
+ * A connection to gatecast that survives restarts: it reconnects with exponential backoff and
+ * jitter, subscribes again to every topic, and keeps each topic's points current.
+ *
+ * @example
+ * ```js
+ * const client = new GatecastClient("ws://gateway:4053/ws", { onStatus: (s) => console.log(s) });
+ * const stop = client.subscribe("plant1/real/12", ({ points, changed }) => render(points, changed));
+ * // later
+ * stop();
+ * client.close();
+ * ```
+ */
+export class GatecastClient {
+  /** @type {Status} */
+  #status = "closed";
+  /** @type {WebSocket | undefined} */
+  #socket;
+  /** @type {Map<string, Entry>} */
+  #topics = new Map();
+  #nextId = 1;
+  /** Connections lost or refused since the server last sent a frame. */
+  #failures = 0;
+  #stopped = false;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #retryTimer;
+  /** @type {ReturnType<typeof setInterval> | undefined} */
+  #pingTimer;
+  #lastFrameAt = 0;
+  /** @type {Required<Pick<ClientOptions, "initialDelayMs" | "maxDelayMs" | "factor" | "jitter" | "maxAttempts" | "pingIntervalMs" | "random">> & ClientOptions} */
+  #options;
+  /** @type {{ new (url: string, protocols?: string | string[]): WebSocket }} */
+  #WebSocket;
+
+  /**
+   * Starts connecting as soon as the caller's code yields.
+   * @param {string} url the WebSocket endpoint, e.g. `ws://gateway:4053/ws`
+   * @param {ClientOptions} [options]
+   */
+  constructor(url, options = {}) {
+    /** The endpoint. */
+    this.url = url;
+    this.#options = {
+      initialDelayMs: 500,
+      maxDelayMs: 30000,
+      factor: 2,
+      jitter: 0.5,
+      maxAttempts: Infinity,
+      pingIntervalMs: 20000,
+      random: Math.random,
+      ...options,
+    };
+    this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    const scheme = new URL(url).protocol; // throws a TypeError for a bad URL, here and now
+    if (scheme !== "ws:" && scheme !== "wss:") {
+      throw new SyntaxError(`expected a ws: or wss: URL, got ${url}`);
+    }
+    // Connect after the constructor returns, so that callbacks can already use the client.
+    queueMicrotask(() => {
+      if (!this.#stopped) this.#connect();
+    });
+  }
+
+  /** The current status. @returns {Status} */
+  get status() {
+    return this.#status;
+  }
+
+  /**
+   * Subscribes a handler to a topic. The handler is called with the topic's state after every
+   * snapshot, update, stale or error frame, and at once when the topic already has a snapshot.
+   * Several handlers may share a topic; the server sees one subscription.
+   *
+   * @param {string} topic `<db>/<handle>/<unit_id>`
+   * @param {TopicHandler} handler
+   * @returns {() => void} removes this handler (and unsubscribes once no handler is left)
+   */
+  subscribe(topic, handler) {
+    let entry = this.#topics.get(topic);
+    if (!entry) {
+      entry = {
+        topic,
+        handlers: new Set(),
+        points: [],
+        index: new Map(),
+        seq: 0,
+        ts: 0,
+        stale: undefined,
+        error: undefined,
+        resyncing: false,
+        pendingId: 0,
+      };
+      this.#topics.set(topic, entry);
+      this.#sendSubscribe(entry);
+    }
+    entry.handlers.add(handler);
+    if (entry.seq > 0) handler(stateOf(entry, "snapshot", new Set(entry.index.keys())));
+    const owner = entry;
+    return () => {
+      owner.handlers.delete(handler);
+      if (owner.handlers.size > 0 || this.#topics.get(topic) !== owner) return;
+      this.#topics.delete(topic);
+      this.#send({ type: "unsubscribe", id: this.#nextId++, topic });
+      this.#updateStaleStatus();
+    };
+  }
+
+  /** The topics subscribed to. @returns {string[]} */
+  get topics() {
+    return [...this.#topics.keys()];
+  }
+
+  /** Closes the connection for good: no more reconnects, status `closed`. */
+  close() {
+    this.#stopped = true;
+    clearTimeout(this.#retryTimer);
+    const socket = this.#socket;
+    this.#detach();
+    if (socket) socket.close(1000, "client closed");
+    this.#setStatus("closed", { code: 1000, reason: "client closed" });
+  }
+
+  #connect() {
+    this.#setStatus("connecting", { attempt: this.#failures + 1 });
+    /** @type {WebSocket} */
+    let socket;
+    try {
+      socket = new this.#WebSocket(this.url, SUBPROTOCOL);
+    } catch (error) {
+      this.#lost(1006, String(error));
+      return;
+    }
+    this.#socket = socket;
+    socket.onopen = () => this.#opened();
+    socket.onmessage = (event) => {
+      if (typeof event.data === "string") this.#receive(event.data);
+    };
+    socket.onclose = (event) => this.#lost(event.code, event.reason);
+    socket.onerror = () => {}; // a close event follows
+  }
+
+  #opened() {
+    this.#lastFrameAt = Date.now();
+    for (const entry of this.#topics.values()) {
+      entry.resyncing = true;
+      entry.stale = undefined;
+      this.#sendSubscribe(entry);
+    }
+    this.#setStatus("open", {});
+    const every = this.#options.pingIntervalMs;
+    if (every > 0) {
+      this.#pingTimer = setInterval(() => {
+        if (Date.now() - this.#lastFrameAt > 2 * every) {
+          // A dead peer may never finish a close handshake: give up on the socket ourselves.
+          const socket = this.#socket;
+          this.#detach();
+          socket?.close(4000, "no frames from the server");
+          this.#lost(4000, "no frames from the server");
+        } else {
+          this.#send({ type: "ping", id: this.#nextId++ });
+        }
+      }, every);
+    }
+  }
+
+  /**
+   * @param {number} code
+   * @param {string} reason
+   */
+  #lost(code, reason) {
+    this.#detach();
+    if (this.#stopped) return;
+    this.#failures++;
+    if (this.#failures >= this.#options.maxAttempts) {
+      this.#stopped = true;
+      this.#setStatus("closed", { code, reason });
+      return;
+    }
+    const delay = backoffDelay(this.#failures, this.#options, this.#options.random);
+    this.#setStatus("closed", { code, reason, reconnectInMs: delay });
+    this.#retryTimer = setTimeout(() => this.#connect(), delay);
+  }
+
+  #detach() {
+    clearInterval(this.#pingTimer);
+    this.#pingTimer = undefined;
+    const socket = this.#socket;
+    this.#socket = undefined;
+    if (!socket) return;
+    socket.onopen =
+      socket.onmessage =
+      socket.onclose =
+      socket.onerror =
+        null;
+  }
+
+  /** @param {string} text */
+  #receive(text) {
+    this.#lastFrameAt = Date.now();
+    this.#failures = 0; // the server answers: the next loss starts the backoff over
+    /** @type {ServerFrame} */
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (frame.type === "snapshot") this.#snapshot(frame);
+    else if (frame.type === "update") this.#update(frame);
+    else if (frame.type === "stale") this.#stale(frame);
+    else if (frame.type === "error") this.#error(frame);
+  }
+
+  /** @param {SnapshotFrame} frame */
+  #snapshot(frame) {
+    const entry = this.#topics.get(frame.topic);
+    if (!entry) return;
+    const previous = entry.index.size > 0
+      ? new Map(entry.points.map((p) => [pointKey(p), p.value]))
+      : undefined;
+    entry.points = frame.points.slice();
+    entry.index = new Map(entry.points.map((p, i) => [pointKey(p), i]));
+    entry.seq = frame.seq;
+    entry.ts = frame.ts;
+    entry.resyncing = false;
+    entry.error = undefined;
+    const wasStale = entry.stale !== undefined;
+    entry.stale = undefined;
+    const changed = new Set();
+    for (const [key, i] of entry.index) {
+      if (!previous || !previous.has(key) || previous.get(key) !== entry.points[i].value) changed.add(key);
+    }
+    notify(entry, stateOf(entry, "snapshot", changed));
+    if (wasStale) this.#updateStaleStatus();
+  }
+
+  /** @param {UpdateFrame} frame */
+  #update(frame) {
+    const entry = this.#topics.get(frame.topic);
+    if (!entry || entry.resyncing) return;
+    const unknown = frame.changes.some((change) => !entry.index.has(pointKey(change)));
+    if (frame.seq !== entry.seq + 1 || unknown) {
+      // A frame was lost (or never meant for this state): start over from a fresh snapshot.
+      entry.resyncing = true;
+      this.#sendSubscribe(entry);
+      return;
+    }
+    const changed = new Set();
+    // A new array, so that a handler may keep the previous state.
+    entry.points = entry.points.slice();
+    for (const change of frame.changes) {
+      const key = pointKey(change);
+      const i = /** @type {number} */ (entry.index.get(key));
+      entry.points[i] = { ...entry.points[i], value: change.value };
+      changed.add(key);
+    }
+    entry.seq = frame.seq;
+    entry.ts = frame.ts;
+    notify(entry, stateOf(entry, "update", changed));
+  }
+
+  /** @param {StaleFrame} frame */
+  #stale(frame) {
+    const entry = this.#topics.get(frame.topic);
+    if (!entry) return;
+    entry.stale = { code: frame.code, message: frame.message };
+    notify(entry, stateOf(entry, "stale", new Set()));
+    this.#updateStaleStatus();
+  }
+
+  /** @param {ErrorFrame} frame */
+  #error(frame) {
+    const entry = [...this.#topics.values()].find((e) => e.pendingId !== 0 && e.pendingId === frame.id);
+    if (!entry) {
+      this.#options.onError?.(frame);
+      return;
+    }
+    entry.error = { code: frame.code, message: frame.message };
+    entry.resyncing = false;
+    notify(entry, stateOf(entry, "error", new Set()));
+  }
+
+  /** @param {Entry} entry */
+  #sendSubscribe(entry) {
+    // Not yet open: `#opened` subscribes to every topic.
+    if (this.#socket?.readyState !== 1) return;
+    entry.pendingId = this.#nextId++;
+    this.#send({ type: "subscribe", id: entry.pendingId, topic: entry.topic });
+  }
+
+  /** @param {ClientFrame} frame */
+  #send(frame) {
+    if (this.#socket?.readyState === 1) this.#socket.send(JSON.stringify(frame));
+  }
+
+  #updateStaleStatus() {
+    if (this.#status !== "open" && this.#status !== "stale") return;
+    const staleTopics = [...this.#topics.values()].filter((e) => e.stale !== undefined).map((e) => e.topic);
+    if (staleTopics.length > 0) this.#setStatus("stale", { staleTopics });
+    else this.#setStatus("open", {});
+  }
+
+  /**
+   * @param {Status} status
+   * @param {StatusDetail} detail
+   */
+  #setStatus(status, detail) {
+    if (status === this.#status && status !== "stale" && status !== "connecting") return;
+    this.#status = status;
+    this.#options.onStatus?.(status, detail);
+  }
+}
+
+/**
+ * @param {Entry} entry
+ * @param {TopicState["reason"]} reason
+ * @param {Set<string>} changed
+ * @returns {TopicState}
+ */
+function stateOf(entry, reason, changed) {
+  return {
+    topic: entry.topic,
+    reason,
+    points: entry.points,
+    changed,
+    seq: entry.seq,
+    ts: entry.ts,
+    stale: entry.stale,
+    error: entry.error,
+  };
+}
+
+/**
+ * @param {Entry} entry
+ * @param {TopicState} state
+ */
+function notify(entry, state) {
+  for (const handler of [...entry.handlers]) handler(state);
+}

@@ -1,0 +1,131 @@
+/**
+ * `config.schema.json` says what `lib/config.ts` accepts: the same keys, defaults and bounds,
+ * checked against `parseConfig` itself; the example config points at it and passes both; and
+ * a JSON Schema validator (Ajv, draft 2020-12) agrees with `parseConfig` on good and bad files.
+ */
+
+import assert from "node:assert/strict";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import { ConfigError, parseConfig } from "../lib/config.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const schema = JSON.parse(await Deno.readTextFile(new URL("config.schema.json", ROOT)));
+const example = JSON.parse(await Deno.readTextFile(new URL("config.example.json", ROOT)));
+const noEnv = (name: string) => name === "GATECAST_PLANT1_PASSWORD" ? "secret" : undefined;
+const ajv = new Ajv2020({ allErrors: true, strict: true, strictRequired: false });
+const validate = ajv.compile(schema);
+
+/** The keys `parseConfig` accepts at a place, read from its own error for an unknown key. */
+function acceptedKeys(raw: unknown): string[] {
+  try {
+    parseConfig(raw, noEnv);
+  } catch (error) {
+    const match = /accepted keys are (.*)$/.exec((error as ConfigError).message);
+    if (match) return match[1].split(", ").sort();
+  }
+  throw new Error("parseConfig did not reject an unknown key");
+}
+
+function accepts(raw: unknown): boolean {
+  try {
+    parseConfig(raw, noEnv);
+    return true;
+  } catch (error) {
+    if (error instanceof ConfigError) return false;
+    throw error;
+  }
+}
+
+Deno.test("config.example.json names the schema in $schema and is valid for the schema and for gatecast", () => {
+  assert.deepEqual(example.$schema, "./config.schema.json");
+  assert.ok(validate(example), JSON.stringify(validate.errors));
+  assert.deepEqual(parseConfig(example, noEnv).databases.plant1, {
+    driver: "mysql",
+    host: "127.0.0.1",
+    port: 3306,
+    user: "gatecast",
+    password: "secret",
+    database: "iot",
+    connectionLimit: 4,
+  });
+});
+
+Deno.test("the schema lists exactly the keys gatecast accepts, at the top and in each kind of database", () => {
+  assert.deepEqual(Object.keys(schema.properties).sort(), acceptedKeys({ bogus: 1 }));
+  const mysqlKeys = acceptedKeys({ databases: { a: { bogus: 1 } } });
+  const defs = schema.$defs;
+  assert.deepEqual(
+    [...new Set([...Object.keys(defs.mysqlSettings.properties), ...Object.keys(defs.mysqlUrl.properties)])]
+      .sort(),
+    mysqlKeys,
+  );
+  assert.deepEqual(
+    Object.keys(defs.sqlite.properties).sort(),
+    acceptedKeys({ databases: { a: { driver: "sqlite", bogus: 1 } } }),
+  );
+});
+
+Deno.test("the schema's defaults are gatecast's defaults", () => {
+  const config = parseConfig({ databases: { a: { user: "u", database: "d" } } }, noEnv) as unknown as Record<
+    string,
+    unknown
+  >;
+  for (const [key, property] of Object.entries(schema.properties as Record<string, { default?: unknown }>)) {
+    if (key === "$schema" || key === "databases") continue;
+    assert.deepEqual(property.default, config[key], key);
+  }
+  const db = (config.databases as Record<string, Record<string, unknown>>).a;
+  const mysql = schema.$defs.mysqlSettings.properties;
+  assert.deepEqual([mysql.host.default, mysql.port.default, schema.$defs.connectionLimit.default], [
+    db.host,
+    db.port,
+    db.connectionLimit,
+  ]);
+});
+
+Deno.test("every integer bound in the schema is gatecast's bound: min and max pass, one beyond fails", () => {
+  const base = { databases: { a: { user: "u", database: "d" } } };
+  for (const [key, property] of Object.entries(schema.properties as Record<string, Record<string, number>>)) {
+    if (property.type as unknown !== "integer") continue;
+    // sendBufferHardBytes must be at least sendBufferSoftBytes: hold the other one at its extreme.
+    const doc = (value: number) => ({
+      ...base,
+      sendBufferSoftBytes: 1024,
+      sendBufferHardBytes: 2 ** 31,
+      [key]: value,
+    });
+    for (const value of [property.minimum, property.maximum]) {
+      assert.ok(accepts(doc(value)), `${key}=${value} refused by gatecast`);
+      assert.ok(validate(doc(value)), `${key}=${value} refused by the schema`);
+    }
+    for (const value of [property.minimum - 1, property.maximum + 1]) {
+      assert.ok(!accepts(doc(value)), `${key}=${value} accepted by gatecast`);
+      assert.ok(!validate(doc(value)), `${key}=${value} accepted by the schema`);
+    }
+  }
+});
+
+Deno.test("the schema and gatecast agree on these files", () => {
+  const cases: [unknown, boolean][] = [
+    [{ databases: { plant1: { url: "mysql://u:p@db:3306/iot" } } }, true],
+    [
+      { databases: { plant1: { url: "mysql://u:p@db:3306/iot", passwordEnv: "GATECAST_PLANT1_PASSWORD" } } },
+      true,
+    ],
+    [{ databases: { demo: { driver: "sqlite", path: "demo.db" } } }, true],
+    [{ databases: {} }, true],
+    [{}, false],
+    [{ databases: { "plant 1": { user: "u", database: "d" } } }, false],
+    [{ databases: { plant1: { url: "mysql://u:p@db/iot", host: "x" } } }, false],
+    [{ databases: { plant1: { user: "u", database: "d", password: "p", passwordEnv: "X" } } }, false],
+    [{ databases: { plant1: { user: "u" } } }, false],
+    [{ databases: { plant1: { driver: "postgres", user: "u", database: "d" } } }, false],
+    [{ logLevel: "verbose", databases: {} }, false],
+    [{ port: "4053", databases: {} }, false],
+    [{ pollIntervalMs: 1.5, databases: {} }, false],
+  ];
+  for (const [doc, valid] of cases) {
+    assert.deepEqual(accepts(doc), valid, `gatecast on ${JSON.stringify(doc)}`);
+    assert.deepEqual(validate(doc), valid, `schema on ${JSON.stringify(doc)}`);
+  }
+});
