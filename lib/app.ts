@@ -3,9 +3,10 @@
  * every part; `main.ts` adds flags and signals, tests start it in-process.
  */
 
+import { retryCap } from "./backoff.ts";
 import type { Config, DatabaseSettings } from "./config.ts";
 import type { Connection } from "./connection.ts";
-import { connectionCap, countOpenFiles, readOpenFileLimit } from "./fd_limit.ts";
+import { ConnectionCapper } from "./fd_limit.ts";
 import type { Handle } from "./handle.ts";
 import { healthReport } from "./health.ts";
 import type { Logger } from "./log.ts";
@@ -46,19 +47,6 @@ export interface App {
 
 /** Longest wait for the listener to finish open requests on stop, before the pools are ended anyway. */
 export const SHUTDOWN_LISTENER_GRACE_MS = 2000;
-
-/** The longest retry delay of a failing database: `dbRetryMaxMs`, or twice the poll interval when 0. */
-export function retryCap(config: Config): number {
-  return config.dbRetryMaxMs || 2 * config.pollIntervalMs;
-}
-
-/** Database connections a configuration may open at once (pool sizes), kept free of the connection cap. */
-function databaseConnections(config: Config): number {
-  return Object.values(config.databases).reduce(
-    (n, db) => n + (db.driver === "mysql" ? db.connectionLimit : 1),
-    0,
-  );
-}
 
 /** Options for {@link startApp}. */
 export interface AppOptions {
@@ -119,25 +107,8 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
   // Connections read the configuration through `current`, so that a reload reaches them.
   let current = config;
   let accepting = true;
-  const openFileLimit = readOpenFileLimit();
-  const openAtStart = countOpenFiles();
-  const decideCap = (c: Config) => {
-    const decided = connectionCap(c.maxConnections, openFileLimit, openAtStart, databaseConnections(c));
-    if (decided.lowered !== undefined) {
-      logger.warn("maxConnections lowered to fit the open-file limit", {
-        configured: decided.lowered,
-        cap: decided.cap,
-        openFileLimit: decided.openFileLimit,
-      });
-    }
-    return decided;
-  };
-  const cap = decideCap(config);
-  if (openFileLimit === undefined) {
-    logger.warn("cannot read the open-file limit (grant --allow-run=sh, or set maxConnections)", {
-      maxConnections: cap.cap,
-    });
-  }
+  const capper = new ConnectionCapper(logger);
+  const cap = capper.decide(config);
   let maxConnections = cap.cap;
 
   metrics.gauge("gatecast_connections", "Open WebSocket connections.", () => connections.size);
@@ -215,7 +186,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
         next,
       );
       current = next;
-      maxConnections = decideCap(next).cap;
+      maxConnections = capper.decide(next).cap;
       return changes;
     },
     stop() {

@@ -6,6 +6,13 @@
  * is down for long at the cost of a later recovery. Pure, no I/O.
  */
 
+import type { Config } from "./config.ts";
+
+/** The longest retry delay of a configuration: `dbRetryMaxMs`, or twice the poll interval when 0. */
+export function retryCap(config: Config): number {
+  return config.dbRetryMaxMs || 2 * config.pollIntervalMs;
+}
+
 /** Retry timing of one database. */
 export class RetryBackoff {
   private failures = 0;

@@ -5,6 +5,9 @@
  * already has open, and refuses further upgrades with HTTP 503 instead.
  */
 
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+
 /** Descriptors kept free besides the pools' connections: accepts of refused requests, logs, DNS. */
 export const FD_HEADROOM = 16;
 
@@ -90,4 +93,47 @@ export function connectionCap(
     database,
     ...(configured > fits ? { lowered: configured } : {}),
   };
+}
+
+/** Database connections a configuration may open at once (its pool sizes). */
+export function databaseConnections(config: Config): number {
+  return Object.values(config.databases).reduce(
+    (n, db) => n + (db.driver === "mysql" ? db.connectionLimit : 1),
+    0,
+  );
+}
+
+/**
+ * The connection cap of a running server: the open-file limit and the descriptors open at start
+ * are read once; {@link ConnectionCapper.decide} applies them to a configuration (at start and on
+ * every reload), logging when the limit is unknown or `maxConnections` had to be lowered.
+ */
+export class ConnectionCapper {
+  private readonly openFileLimit = readOpenFileLimit();
+  private readonly openAtStart = countOpenFiles();
+
+  /** @param logger where the warnings go */
+  constructor(private readonly logger: Logger) {
+    if (this.openFileLimit === undefined) {
+      logger.warn("cannot read the open-file limit (grant --allow-run=sh, or set maxConnections)");
+    }
+  }
+
+  /** The cap for a configuration. */
+  decide(config: Config): ConnectionCap {
+    const decided = connectionCap(
+      config.maxConnections,
+      this.openFileLimit,
+      this.openAtStart,
+      databaseConnections(config),
+    );
+    if (decided.lowered !== undefined) {
+      this.logger.warn("maxConnections lowered to fit the open-file limit", {
+        configured: decided.lowered,
+        cap: decided.cap,
+        openFileLimit: decided.openFileLimit,
+      });
+    }
+    return decided;
+  }
 }

@@ -5,6 +5,7 @@
  * pool and keep their subscribers; limits take effect at once. `host` and `port` need a restart.
  */
 
+import { retryCap } from "./backoff.ts";
 import type { Config, DatabaseSettings } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { Poller } from "./poller.ts";
@@ -89,7 +90,7 @@ export async function applyReload(
   }
   for (const code of changes.added) poller.addSource(code, target.openSource(code, next.databases[code]));
   if (current.pollIntervalMs !== next.pollIntervalMs || current.dbRetryMaxMs !== next.dbRetryMaxMs) {
-    poller.retime(next.pollIntervalMs, next.dbRetryMaxMs || 2 * next.pollIntervalMs);
+    poller.retime(next.pollIntervalMs, retryCap(next));
   }
   logger.level = next.logLevel;
   await Promise.all(closing);

@@ -3,7 +3,8 @@
  */
 
 import assert from "node:assert/strict";
-import { RetryBackoff } from "../lib/backoff.ts";
+import { RetryBackoff, retryCap } from "../lib/backoff.ts";
+import { parseConfig } from "../lib/config.ts";
 
 Deno.test("the retry delay doubles from one interval up to its cap and resets on success", () => {
   const backoff = new RetryBackoff(1000, 4000);
@@ -18,4 +19,11 @@ Deno.test("the retry delay doubles from one interval up to its cap and resets on
   backoff.succeeded();
   assert.deepEqual(backoff.failureCount, 0);
   assert.deepEqual(backoff.ready(0), true);
+});
+
+Deno.test("the retry cap is dbRetryMaxMs, or twice the poll interval when it is 0", () => {
+  const config = (settings: Record<string, unknown>) =>
+    parseConfig({ databases: {}, ...settings }, () => undefined);
+  assert.deepEqual(retryCap(config({ pollIntervalMs: 700 })), 1400);
+  assert.deepEqual(retryCap(config({ pollIntervalMs: 700, dbRetryMaxMs: 5000 })), 5000);
 });
