@@ -4,7 +4,8 @@
  * server's RSS and the healthy clients' delivery latency and spread (latest minus earliest
  * arrival of the same update frame) in both phases, and the slow clients' drops by reason.
  *
- * Usage: `deno run -A bench/slow_clients.ts [--healthy 2000] [--slow 200] [--seconds 60]`
+ * Usage: `deno run -A bench/slow_clients.ts [--healthy 2000] [--slow 200] [--seconds 60]` (after 15 s of
+ * warm-up, the first phase lasts `--seconds`, the second one and a half times as long)
  * (MariaDB from tests/support/mysql.ts: `MYSQL_URL`, 127.0.0.1:3306, or a throw-away server).
  */
 
@@ -67,7 +68,7 @@ await Deno.writeTextFile(
     host: "127.0.0.1",
     port: 0,
     pollIntervalMs: POLL_MS,
-    logLevel: "warn",
+    logLevel: "info",
     databases: { plant: db.settings },
   }),
 );
@@ -118,13 +119,16 @@ function percentile(sorted: number[], p: number): number {
   return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
 }
 
-async function phase(name: string) {
+async function phase(name: string, ms: number) {
   arrivals = new Map();
   frames = 0;
   let peak = 0;
+  const rssEvery10s: number[] = [];
   const sampler = setInterval(() => peak = Math.max(peak, rssMiB()), 500);
-  await sleep(PHASE_MS);
+  const tenSeconds = setInterval(() => rssEvery10s.push(Math.round(rssMiB())), 10_000);
+  await sleep(ms);
   clearInterval(sampler);
+  clearInterval(tenSeconds);
   const spreads: number[] = [];
   const latencies: number[] = [];
   let complete = 0;
@@ -141,6 +145,7 @@ async function phase(name: string) {
     phase: name,
     rssPeakMiB: Math.round(peak),
     rssEndMiB: Math.round(rssMiB()),
+    rssEvery10s,
     updateFrames: frames,
     completeUpdates: complete,
     spreadMs: {
@@ -158,8 +163,9 @@ async function phase(name: string) {
   return result;
 }
 
+await sleep(15_000); // warm-up, not measured
 const rssStart = Math.round(rssMiB());
-const alone = await phase(`${HEALTHY} reading clients`);
+const alone = await phase(`${HEALTHY} reading clients`, PHASE_MS);
 const slow: RawClient[] = [];
 for (let i = 0; i < SLOW; i++) {
   const legacy = i % 2 === 1;
@@ -174,7 +180,8 @@ for (let i = 0; i < SLOW; i++) {
   slow.push(client);
 }
 log(`${SLOW} non-reading clients subscribed to every topic`);
-const withSlow = await phase(`${HEALTHY} reading + ${SLOW} non-reading clients`);
+// Longer, so that the slow clients fill the kernel's buffers, pass the soft limit and are dropped.
+const withSlow = await phase(`${HEALTHY} reading + ${SLOW} non-reading clients`, 1.5 * PHASE_MS);
 const metrics = await (await fetch(`${http}/metrics`)).text();
 const dropped = Object.fromEntries(
   [...metrics.matchAll(/^gatecast_clients_dropped_total\{reason="([^"]+)"\} (\d+)/gm)].map((

@@ -130,10 +130,16 @@ class HealthyClient {
     });
   }
 
+  /** Units whose latest `subscribe` is not acknowledged yet: frames of an earlier subscription are ignored. */
+  private readonly awaiting = new Map<number, number>();
+
   subscribe(unit: number): void {
     this.held.add(unit);
     this.state.delete(unit);
-    this.socket.send(JSON.stringify({ type: "subscribe", id: this.nextId++, topic: `plant/real/${unit}` }));
+    this.lastSeq.delete(unit);
+    const id = this.nextId++;
+    this.awaiting.set(unit, id);
+    this.socket.send(JSON.stringify({ type: "subscribe", id, topic: `plant/real/${unit}` }));
   }
 
   unsubscribe(unit: number): void {
@@ -146,6 +152,8 @@ class HealthyClient {
   private receive(frame: any): void {
     const unit = Number(String(frame.topic ?? "").split("/")[2]);
     if (!this.held.has(unit)) return; // a frame sent before our unsubscribe arrived
+    if (frame.type === "subscribed" && this.awaiting.get(unit) === frame.id) this.awaiting.delete(unit);
+    if (this.awaiting.has(unit)) return; // a frame of the subscription before the latest subscribe
     if (frame.type === "snapshot") {
       if (frame.seq !== 1 && frame.seq !== (this.lastSeq.get(unit) ?? 0) + 1) this.seqErrors++;
       this.lastSeq.set(unit, frame.seq);
