@@ -106,6 +106,12 @@ export class Connection implements Peer {
   /** Implements {@link Peer.admit}: checks the send buffer before a frame. */
   admit(): "send" | "skip" | "dropped" {
     if (this.closed) return "dropped";
+    if (this.socket.readyState === WebSocket.CLOSING || this.socket.readyState === WebSocket.CLOSED) {
+      // Closed by Deno's keep-alive (or the peer) while frames were queued: its close event can
+      // wait until the peer goes away, so stop serving it now.
+      this.release();
+      return "dropped";
+    }
     const buffered = this.socket.bufferedAmount;
     const { sendBufferSoftBytes, sendBufferHardBytes, slowClientGraceMs } = this.context.config;
     if (buffered <= sendBufferSoftBytes) {

@@ -9,6 +9,11 @@ import assert from "node:assert/strict";
 import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
 import { delay, startTestApp, type TestApp, waitFor } from "./support/app.ts";
 import { type RawClient, RawClient as Raw } from "./support/raw_ws.ts";
+import { parseConfig } from "../lib/config.ts";
+import { Connection } from "../lib/connection.ts";
+import { Logger } from "../lib/log.ts";
+import { Metrics } from "../lib/metrics.ts";
+import { Registry } from "../lib/registry.ts";
 
 const UNITS = 40;
 const ADDRESSES = 30;
@@ -160,4 +165,47 @@ Deno.test("a client over the soft limit for longer than slowClientGraceMs is clo
     await app.stop();
     await db.drop();
   }
+});
+
+/** The parts of a WebSocket a Connection uses, with a settable `readyState`. */
+class StuckSocket {
+  readyState: number = WebSocket.OPEN;
+  bufferedAmount = 0;
+  onmessage: ((event: { data: unknown }) => void) | null = null;
+  onclose: (() => void) | null = null;
+  onerror: (() => void) | null = null;
+  readonly sent: string[] = [];
+  send(text: string): void {
+    this.sent.push(text);
+  }
+  close(): void {
+    this.readyState = WebSocket.CLOSING;
+  }
+}
+
+Deno.test("a socket left CLOSING by Deno's keep-alive (its close event still pending) is released at the next frame", () => {
+  // Deno closes a peer that missed its pong itself; when the peer also stopped reading, the close
+  // frame waits behind the unread data and `close` fires only once the peer goes away.
+  const registry = new Registry();
+  const config = parseConfig({ databases: { plant1: { user: "u", database: "d" } } }, () => undefined);
+  const socket = new StuckSocket();
+  const connection = new Connection(
+    socket as unknown as WebSocket,
+    {
+      config,
+      registry,
+      handles: new Set(["real"]),
+      metrics: new Metrics(),
+      logger: new Logger("error"),
+    },
+    false,
+    "127.0.0.1",
+  );
+  socket.onmessage!({ data: `{"unit_id": 1, "handle": "real", "db_code": "plant1"}` });
+  assert.deepEqual(registry.subscriptionCount, 1);
+  assert.deepEqual(connection.admit(), "send");
+  socket.readyState = WebSocket.CLOSING;
+  assert.deepEqual(connection.admit(), "dropped");
+  assert.deepEqual(registry.subscriptionCount, 0);
+  assert.deepEqual(registry.topicCount, 0);
 });
