@@ -11,7 +11,7 @@
 
 import { parseArgs } from "node:util";
 import { createTestDatabase } from "../tests/support/mysql.ts";
-import { startGatecastProcess } from "../tests/support/process.ts";
+import { startGatecastOnConfig } from "../tests/support/process.ts";
 import { RawClient } from "../tests/support/raw_ws.ts";
 
 const { values: args } = parseArgs({
@@ -61,22 +61,12 @@ await db.query(
 );
 await db.query("INSERT INTO device_data_real (equip_address, ua, ub, ia) VALUES ?", [data]);
 
-const config = await Deno.makeTempFile({ suffix: ".json" });
-await Deno.writeTextFile(
-  config,
-  JSON.stringify({
-    host: "127.0.0.1",
-    port: 0,
-    pollIntervalMs: POLL_MS,
-    logLevel: "info",
-    databases: { plant: db.settings },
-  }),
-);
-const serverProcess = await startGatecastProcess(
-  new URL("../main.ts", import.meta.url).pathname,
-  ["--allow-net", "--allow-read", "--allow-env", "--allow-run=sh"],
-  ["--config", config],
-);
+const serverProcess = await startGatecastOnConfig({
+  pollIntervalMs: POLL_MS,
+  logLevel: "info",
+  databases: { plant: db.settings },
+});
+const config = serverProcess.configPath;
 const port = serverProcess.port;
 const http = `http://127.0.0.1:${port}`;
 const rssMiB = () => serverProcess.rssMiB();

@@ -10,7 +10,7 @@
 import mysql from "mysql2/promise";
 import { parseArgs } from "node:util";
 import { createTestDatabase, startThrowawayMariadb } from "../tests/support/mysql.ts";
-import { startGatecastProcess } from "../tests/support/process.ts";
+import { startGatecastOnConfig } from "../tests/support/process.ts";
 import { RawClient } from "../tests/support/raw_ws.ts";
 
 const { values: args } = parseArgs({
@@ -78,27 +78,17 @@ for (let unit = 1; unit <= UNITS; unit++) {
 }
 
 // --- server ---------------------------------------------------------------------------------
-const configPath = await Deno.makeTempFile({ suffix: ".json" });
-await Deno.writeTextFile(
-  configPath,
-  JSON.stringify({
-    host: "127.0.0.1",
-    port: 0,
-    pollIntervalMs: POLL_MS,
-    queryTimeoutMs: QUERY_TIMEOUT_MS,
-    sendBufferSoftBytes: 64 << 10,
-    sendBufferHardBytes: 1 << 20,
-    slowClientGraceMs: 3000,
-    keepAliveSeconds: 4,
-    logLevel: "info",
-    databases: { plant: schema.settings },
-  }),
-);
-const serverProcess = await startGatecastProcess(
-  new URL("../main.ts", import.meta.url).pathname,
-  ["--allow-net", "--allow-read", "--allow-env", "--allow-run=sh"],
-  ["--config", configPath],
-);
+const serverProcess = await startGatecastOnConfig({
+  pollIntervalMs: POLL_MS,
+  queryTimeoutMs: QUERY_TIMEOUT_MS,
+  sendBufferSoftBytes: 64 << 10,
+  sendBufferHardBytes: 1 << 20,
+  slowClientGraceMs: 3000,
+  keepAliveSeconds: 4,
+  logLevel: "info",
+  databases: { plant: schema.settings },
+});
+const configPath = serverProcess.configPath;
 const port = serverProcess.port;
 const httpUrl = `http://127.0.0.1:${port}`;
 const wsUrl = `ws://127.0.0.1:${port}/ws`;

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { connectionCap, FD_HEADROOM, parseOpenFileLimit } from "../lib/fd_limit.ts";
 import { delay } from "./support/app.ts";
-import { startGatecastProcess } from "./support/process.ts";
+import { startGatecastOnConfig } from "./support/process.ts";
 import { RawClient } from "./support/raw_ws.ts";
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
@@ -37,23 +37,10 @@ Deno.test("the connection cap leaves room for open files, database pools and hea
 });
 
 Deno.test("with ulimit -n 64, upgrades over the cap get 503 with Retry-After and the listener keeps serving", async () => {
-  const configPath = await Deno.makeTempFile({ suffix: ".json" });
-  await Deno.writeTextFile(
-    configPath,
-    JSON.stringify({
-      host: "127.0.0.1",
-      port: 0,
-      pollIntervalMs: 1000,
-      databases: { demo: { driver: "sqlite", path: ":memory:" } },
-    }),
-  );
-  const server = await startGatecastProcess(
-    new URL("../main.ts", import.meta.url).pathname,
-    ["--allow-net", "--allow-read", "--allow-env", "--allow-run=sh"],
-    ["--config", configPath],
-    {},
-    { openFiles: 64 },
-  );
+  const server = await startGatecastOnConfig({
+    pollIntervalMs: 1000,
+    databases: { demo: { driver: "sqlite", path: ":memory:" } },
+  }, { openFiles: 64 });
   const { child, listening } = server;
   const clients: RawClient[] = [];
   try {
@@ -93,6 +80,6 @@ Deno.test("with ulimit -n 64, upgrades over the cap get 503 with Retry-After and
       child.kill("SIGKILL");
     } catch { /* exited */ }
     await server.exited;
-    await Deno.remove(configPath);
+    await Deno.remove(server.configPath);
   }
 });

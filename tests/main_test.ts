@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { HELP, VERSION } from "../lib/cli.ts";
 import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
 import { delay, waitFor } from "./support/app.ts";
-import { startGatecastProcess } from "./support/process.ts";
+import { startGatecastOnConfig } from "./support/process.ts";
 import { RawClient } from "./support/raw_ws.ts";
 import { TestClient } from "./support/ws_client.ts";
 
@@ -245,16 +245,6 @@ Deno.test("--demo serves the demo plant: the banner names the URL and demo/real/
 
 // --- signals: graceful shutdown and reload (issue 5) -------------------------------------------------------
 
-const PERMISSIONS = ["--allow-net", "--allow-read", "--allow-env", "--allow-run=sh"];
-
-/** Starts main.ts on a config file, on a free port. */
-function startWithConfig(path: string) {
-  return startGatecastProcess(new URL("../main.ts", import.meta.url).pathname, PERMISSIONS, [
-    "--config",
-    path,
-  ]);
-}
-
 async function plant(value: number): Promise<TestDatabase> {
   const db = await createTestDatabase();
   await db.addPoints([{ unit: 1, code: "ua", address: "GW1" }]);
@@ -278,9 +268,8 @@ async function writeConfig(path: string, databases: Record<string, unknown>, ext
 
 Deno.test("SIGTERM closes every client with 1001 and exits 0 within a bounded time", async () => {
   const db = await plant(1);
-  const config = await Deno.makeTempFile({ suffix: ".json" });
-  await writeConfig(config, { plant1: db.settings });
-  const server = await startWithConfig(config);
+  const server = await startGatecastOnConfig({ pollIntervalMs: 100, databases: { plant1: db.settings } });
+  const config = server.configPath;
   const url = `ws://127.0.0.1:${server.port}/ws`;
   try {
     const v1 = await TestClient.open(url, "gatecast.v1");
@@ -319,11 +308,11 @@ Deno.test("a second signal during a slow shutdown exits at once", async () => {
   const accepting = (async () => {
     for await (const conn of blackhole) held.push(conn);
   })();
-  const config = await Deno.makeTempFile({ suffix: ".json" });
-  await writeConfig(config, {
-    hang: { host: "127.0.0.1", port: blackhole.addr.port, user: "u", database: "d" },
-  }, { queryTimeoutMs: 20_000 });
-  const server = await startWithConfig(config);
+  const server = await startGatecastOnConfig({
+    queryTimeoutMs: 20_000,
+    databases: { hang: { host: "127.0.0.1", port: blackhole.addr.port, user: "u", database: "d" } },
+  });
+  const config = server.configPath;
   try {
     await waitFor("the probe connecting", () => held.length > 0);
     const sentAt = Date.now();
@@ -350,9 +339,11 @@ Deno.test("SIGHUP reload: an added database serves, a removed one ends its topic
   const kept = await plant(1);
   const removed = await plant(2);
   const added = await plant(3);
-  const config = await Deno.makeTempFile({ suffix: ".json" });
-  await writeConfig(config, { kept: kept.settings, removed: removed.settings });
-  const server = await startWithConfig(config);
+  const server = await startGatecastOnConfig({
+    pollIntervalMs: 100,
+    databases: { kept: kept.settings, removed: removed.settings },
+  });
+  const config = server.configPath;
   const url = `ws://127.0.0.1:${server.port}/ws`;
   try {
     const client = await TestClient.open(url, "gatecast.v1");

@@ -122,3 +122,22 @@ export async function startGatecastProcess(
     },
   };
 }
+
+/** The permissions `deno task start` gives main.ts. */
+export const START_PERMISSIONS = ["--allow-net", "--allow-read", "--allow-env", "--allow-run=sh"];
+
+/**
+ * Writes `config` (on 127.0.0.1 and a free port unless it says otherwise) to a temporary file and
+ * starts main.ts on it with {@link START_PERMISSIONS}. `configPath` is that file: rewrite it before
+ * a SIGHUP, remove it when done.
+ */
+export async function startGatecastOnConfig(
+  config: Record<string, unknown>,
+  options: ProcessOptions = {},
+): Promise<GatecastProcess & { configPath: string }> {
+  const configPath = await Deno.makeTempFile({ prefix: "gatecast-config-", suffix: ".json" });
+  await Deno.writeTextFile(configPath, JSON.stringify({ host: "127.0.0.1", port: 0, ...config }));
+  const main = new URL("../../main.ts", import.meta.url).pathname;
+  const server = await startGatecastProcess(main, START_PERMISSIONS, ["--config", configPath], {}, options);
+  return Object.assign(server, { configPath });
+}
