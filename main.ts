@@ -3,8 +3,8 @@
  * `lib/app.ts` wires it.
  */
 
-import { startApp } from "./lib/app.ts";
-import { HELP, parseFlags, VERSION } from "./lib/cli.ts";
+import { type App, startApp } from "./lib/app.ts";
+import { type Flags, HELP, parseFlags, VERSION } from "./lib/cli.ts";
 import { type Config, ConfigError, parseConfig } from "./lib/config.ts";
 import { startDemoPlant } from "./lib/demo_plant.ts";
 import { Logger } from "./lib/log.ts";
@@ -88,6 +88,23 @@ async function main(): Promise<void> {
   };
   Deno.addSignalListener("SIGINT", shutdown);
   Deno.addSignalListener("SIGTERM", shutdown);
+  if (!demo) Deno.addSignalListener("SIGHUP", () => reload(app, flags, logger));
+}
+
+/** SIGHUP: reads the config file again; a bad file is logged and the running config kept. */
+async function reload(app: App, flags: Flags, logger: Logger): Promise<void> {
+  try {
+    const next = parseConfig(await readConfigFile(flags.config!), (name) => Deno.env.get(name));
+    await app.reload({
+      ...next,
+      host: flags.host ?? next.host,
+      port: flags.port ?? next.port,
+      logLevel: flags.logLevel ?? next.logLevel,
+    });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    logger.error("configuration not reloaded; keeping the running one", { error: error.message });
+  }
 }
 
 if (import.meta.main) await main();

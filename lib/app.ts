@@ -4,7 +4,8 @@
  */
 
 import { Authenticator } from "./auth.ts";
-import type { Config } from "./config.ts";
+import { retryCap } from "./backoff.ts";
+import type { Config, DatabaseSettings } from "./config.ts";
 import type { Connection } from "./connection.ts";
 import type { Handle } from "./handle.ts";
 import { ProxySet } from "./handshake.ts";
@@ -19,6 +20,7 @@ import { Poller } from "./poller.ts";
 import { CloseCode } from "./protocol.ts";
 import { createRealHandle } from "./real_handle.ts";
 import { Registry } from "./registry.ts";
+import { applyReload, type DatabaseChanges } from "./reload.ts";
 import { createHandler } from "./server.ts";
 import type { Source } from "./source.ts";
 import { SqliteSource } from "./sqlite_source.ts";
@@ -47,7 +49,12 @@ export interface App {
   readonly poller: Poller;
   /** Closes every client with 1001, stops polling, stops listening and closes the databases. */
   stop(): Promise<void>;
+  /** Applies a new configuration without dropping connections (SIGHUP; see `lib/reload.ts`). */
+  reload(next: Config): Promise<DatabaseChanges>;
 }
+
+/** Longest wait for the listener to finish open requests on stop, before the pools are ended anyway. */
+export const SHUTDOWN_LISTENER_GRACE_MS = 2000;
 
 /** Options for {@link startApp}. */
 export interface AppOptions {
@@ -61,14 +68,16 @@ export interface AppOptions {
 export function openSources(config: Config): Map<string, Source> {
   const sources = new Map<string, Source>();
   for (const [code, settings] of Object.entries(config.databases)) {
-    sources.set(
-      code,
-      settings.driver === "mysql"
-        ? new MysqlSource(code, settings, config.queryTimeoutMs)
-        : SqliteSource.open(code, settings.path),
-    );
+    sources.set(code, openSource(code, settings, config.queryTimeoutMs));
   }
   return sources;
+}
+
+/** Opens one configured database. */
+export function openSource(code: string, settings: DatabaseSettings, queryTimeoutMs: number): Source {
+  return settings.driver === "mysql"
+    ? new MysqlSource(code, settings, queryTimeoutMs)
+    : SqliteSource.open(code, settings.path);
 }
 
 /** Wraps every source so that its queries are counted and timed for `/metrics`. */
@@ -95,7 +104,18 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
   // The registry calls back into the poller, which is created next (the callback runs later).
   const registry = new Registry((group) => poller.pollNow(group));
   const handles = createHandles(config);
-  const poller = new Poller(registry, sources, handles, config.pollIntervalMs, metrics, logger);
+  const poller = new Poller(
+    registry,
+    sources,
+    handles,
+    config.pollIntervalMs,
+    metrics,
+    logger,
+    retryCap(config),
+  );
+  // Connections read the configuration through `current`, so that a reload reaches them.
+  let current = config;
+  let accepting = true;
 
   metrics.gauge("gatecast_connections", "Open WebSocket connections.", () => connections.size);
   metrics.gauge("gatecast_topics", "Topics with at least one subscriber.", () => registry.topicCount);
@@ -103,7 +123,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
 
   const authenticator = config.auth.mode === "token" ? await Authenticator.create(config.auth) : undefined;
   const openFiles = readOpenFileLimit();
-  const cap = connectionCap(config.maxConnections, openFiles);
+  let cap = connectionCap(config.maxConnections, openFiles);
   if (openFiles === undefined) {
     logger.warn("open-file limit unknown: set GATECAST_OPEN_FILE_LIMIT to `ulimit -Hn` (docs/security.md)", {
       maxConnections: cap,
@@ -111,11 +131,18 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
   }
   const tls = config.tls ? await readTls(config.tls) : undefined;
   const handler = createHandler({
-    config,
+    get config() {
+      return current;
+    },
     authenticator,
     proxies: new ProxySet(config.trustedProxies),
     addresses: new AddressCounter(),
-    connectionCap: cap,
+    get connectionCap() {
+      return cap;
+    },
+    get accepting() {
+      return accepting;
+    },
     registry,
     handles: new Set(handles.keys()),
     metrics,
@@ -125,7 +152,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
       const body = healthReport(
         Date.now(),
         startedAt,
-        config.pollIntervalMs,
+        current.pollIntervalMs,
         connections.size,
         registry.topicCount,
         poller.health,
@@ -153,6 +180,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     tls: tls !== undefined,
     auth: config.auth.mode,
     maxConnections: cap,
+    openFileLimit: openFiles ?? "unknown",
   });
   if (config.auth.mode === "none" && !isLoopback(addr.hostname)) {
     logger.warn(
@@ -168,15 +196,45 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     hostname: addr.hostname,
     port: addr.port,
     tls: tls !== undefined,
-    connectionCap: cap,
+    get connectionCap() {
+      return cap;
+    },
     metrics,
     registry,
     poller,
+    async reload(next) {
+      const changes = await applyReload(
+        {
+          registry,
+          poller,
+          logger,
+          openSource: (code, settings) =>
+            new MeteredSource(openSource(code, settings, next.queryTimeoutMs), metrics),
+        },
+        current,
+        next,
+      );
+      current = next;
+      cap = connectionCap(next.maxConnections, openFiles);
+      return changes;
+    },
     stop() {
       stopping ??= (async () => {
+        accepting = false;
         for (const connection of connections) connection.close(CloseCode.GOING_AWAY, "server shutting down");
         await poller.stop();
-        await listener.stop();
+        // Let the close frames go out before the listener ends what is left.
+        const closeDeadline = Date.now() + SHUTDOWN_LISTENER_GRACE_MS;
+        while (connections.size > 0 && Date.now() < closeDeadline) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        // A client that stopped reading never completes its close: do not wait for it forever.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          listener.stop(),
+          new Promise((resolve) => timer = setTimeout(resolve, SHUTDOWN_LISTENER_GRACE_MS)),
+        ]);
+        clearTimeout(timer);
         await Promise.all([...sources.values()].map((source) => source.close()));
         logger.info("stopped");
       })();

@@ -62,6 +62,12 @@ export interface Config {
   readonly sendBufferSoftBytes: number;
   /** Send buffer over which a client is dropped, default 16 MiB. */
   readonly sendBufferHardBytes: number;
+  /** How long a client may stay over the soft send-buffer limit before it is dropped, default 10,000 ms. */
+  readonly slowClientGraceMs: number;
+  /** Keep-alive period: a ping after half of it without traffic, closed without a pong by its end; default 30 s. */
+  readonly keepAliveSeconds: number;
+  /** Retry delay cap for a failing database, doubling from one poll interval; 0 (default): 2 × `pollIntervalMs`. */
+  readonly dbRetryMaxMs: number;
   /** Least severe log level written, default `info`. */
   readonly logLevel: LogLevel;
   /** Databases by code. */
@@ -158,6 +164,9 @@ const TOP_KEYS = [
   "maxSubscriptionsPerConnection",
   "sendBufferSoftBytes",
   "sendBufferHardBytes",
+  "slowClientGraceMs",
+  "keepAliveSeconds",
+  "dbRetryMaxMs",
   "logLevel",
   "databases",
   "auth",
@@ -234,6 +243,7 @@ export function parseConfig(raw: unknown, env: EnvLookup): Config {
     ),
     sendBufferSoftBytes,
     sendBufferHardBytes,
+    ...parseReliability(root, pollIntervalMs),
     logLevel: parseLogLevel("logLevel", root.logLevel ?? "info"),
     databases: parseDatabases(root.databases, env),
     ...parseSecurity(root, env),
@@ -432,6 +442,25 @@ function parseRange(path: string, value: string): string {
     );
   }
   return value;
+}
+
+/** The reliability settings: slow clients, keep-alive, database retries. */
+function parseReliability(
+  root: Record<string, unknown>,
+  pollIntervalMs: number,
+): Pick<Config, "slowClientGraceMs" | "keepAliveSeconds" | "dbRetryMaxMs"> {
+  const dbRetryMaxMs = optionalInt(root, "dbRetryMaxMs", "dbRetryMaxMs", 0, 3_600_000, 0);
+  if (dbRetryMaxMs !== 0 && dbRetryMaxMs < pollIntervalMs) {
+    throw new ConfigError(
+      "dbRetryMaxMs",
+      `must be 0 (twice pollIntervalMs) or at least pollIntervalMs (${pollIntervalMs})`,
+    );
+  }
+  return {
+    slowClientGraceMs: optionalInt(root, "slowClientGraceMs", "slowClientGraceMs", 100, 3_600_000, 10_000),
+    keepAliveSeconds: optionalInt(root, "keepAliveSeconds", "keepAliveSeconds", 1, 3600, 30),
+    dbRetryMaxMs,
+  };
 }
 
 /** Validates a log level name. @throws {ConfigError} */

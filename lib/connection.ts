@@ -52,9 +52,6 @@ export interface ConnectionContext {
 /** Longest a timer may wait in one go (setTimeout's limit); later deadlines are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** How long a client may stay over the soft send-buffer limit before it is dropped. */
-export const SLOW_CLIENT_GRACE_MS = 10_000;
-
 let nextId = 1;
 
 // Frames sent without their byte count (fan-out passes it) are small: acks, errors, pongs.
@@ -131,7 +128,13 @@ export class Connection implements Peer {
   /** Implements {@link Peer.admit}: checks the send buffer before a frame. */
   admit(): "send" | "skip" | "dropped" {
     if (this.closed) return "dropped";
-    const { sendBufferSoftBytes, sendBufferHardBytes } = this.context.config;
+    if (this.socket.readyState === WebSocket.CLOSING || this.socket.readyState === WebSocket.CLOSED) {
+      // Closed by Deno's keep-alive (or the peer) while frames were queued: its close event can
+      // wait until the peer goes away, so stop serving it now.
+      this.release();
+      return "dropped";
+    }
+    const { sendBufferSoftBytes, sendBufferHardBytes, slowClientGraceMs } = this.context.config;
     // The buffer only drains between reads of it, so while the last reading plus everything
     // sent since stays under the soft limit, so does the buffer: no need to ask the runtime.
     if (this.bufferedBound <= sendBufferSoftBytes) {
@@ -146,15 +149,40 @@ export class Connection implements Peer {
     }
     const now = Date.now();
     if (this.overSoftSince === 0) this.overSoftSince = now;
-    if (buffered > sendBufferHardBytes || now - this.overSoftSince > SLOW_CLIENT_GRACE_MS) {
+    const overHard = buffered > sendBufferHardBytes;
+    if (overHard || now - this.overSoftSince > slowClientGraceMs) {
+      const reason = overHard ? "slow_hard_limit" : "slow_grace_expired";
       this.context.metrics.inc("gatecast_clients_dropped_total", "Clients closed by the server, by reason.", {
-        reason: "slow",
+        reason,
       });
-      this.context.logger.warn("dropping slow client", { conn: this.id, remote: this.remote, buffered });
+      this.context.logger.warn("dropping slow client", {
+        conn: this.id,
+        remote: this.remote,
+        buffered,
+        reason,
+      });
       this.close(CloseCode.SLOW_CONSUMER, "client is not reading its frames");
       return "dropped";
     }
+    this.context.metrics.inc(
+      "gatecast_frames_held_back_total",
+      "Frames not sent to clients over the soft limit.",
+    );
     return "skip";
+  }
+
+  /**
+   * Implements {@link Peer.revoke}: ends one subscription the server can no longer serve (its
+   * database was removed from the configuration). A v1 client gets an `error` frame naming the
+   * topic; a legacy client, which cannot read one, is closed with 1008.
+   */
+  revoke(subscription: Subscription, code: ErrorCode, message: string): void {
+    const key = subscription.topic.name.key;
+    if (this.subscriptions.get(key) !== subscription) return;
+    this.subscriptions.delete(key);
+    this.context.registry.unsubscribe(subscription);
+    if (subscription.legacy) return this.close(CloseCode.POLICY_VIOLATION, message);
+    this.send(errorFrame(code, message, undefined, key));
   }
 
   /** Implements {@link Peer.send}. */

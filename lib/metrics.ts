@@ -60,9 +60,36 @@ export const METRIC_FAMILIES: readonly FamilyInfo[] = [
     name: "gatecast_clients_dropped_total",
     type: "counter",
     help: "Clients closed by the server, by reason.",
-    initial: [{ reason: "slow" }, { reason: "frame_too_big" }, { reason: "policy" }],
+    initial: [
+      { reason: "slow_hard_limit" },
+      { reason: "slow_grace_expired" },
+      { reason: "no_pong" },
+      { reason: "frame_too_big" },
+      { reason: "policy" },
+    ],
   },
   { name: "gatecast_client_errors_total", type: "counter", help: "Error frames sent to clients, by code." },
+  {
+    name: "gatecast_frames_held_back_total",
+    type: "counter",
+    help: "Frames not sent to clients over the soft send-buffer limit.",
+  },
+  {
+    name: "gatecast_upgrades_refused_total",
+    type: "counter",
+    help: "WebSocket upgrades answered 503, by reason.",
+    initial: [{ reason: "connection_cap" }, { reason: "shutting_down" }],
+  },
+  {
+    name: "gatecast_polls_deferred_total",
+    type: "counter",
+    help: "Group polls put off while a database waits for a retry.",
+  },
+  {
+    name: "gatecast_tick_gap_max_seconds",
+    type: "gauge",
+    help: "Longest time between two poll ticks since start.",
+  },
 ];
 
 /** A set of metric families. */

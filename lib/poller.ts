@@ -6,9 +6,10 @@
  * A group's poll never overlaps its previous one: a tick that finds it still running is
  * skipped and counted. A new topic asks for an immediate poll of its group instead of waiting
  * for the tick. A failing database marks its own topics stale; nothing else is affected and
- * no error ends the loop.
+ * no error ends the loop. A failing database is retried with a capped backoff (`lib/backoff.ts`).
  */
 
+import { RetryBackoff } from "./backoff.ts";
 import type { Handle } from "./handle.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
@@ -38,6 +39,10 @@ export class Poller {
   private readonly probing = new Set<string>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly backoffs = new Map<string, RetryBackoff>();
+  private lastTickAt = 0;
+  /** The longest time between two ticks so far, in ms (a blocked event loop shows here). */
+  longestTickGapMs = 0;
 
   /**
    * @param registry the topics to poll
@@ -46,16 +51,58 @@ export class Poller {
    * @param intervalMs the tick interval
    * @param metrics where ticks, skipped polls and failed polls are counted (queries: `metered_source.ts`)
    * @param logger where failures and recoveries are logged
+   * @param retryMaxMs the longest retry delay of a failing database (default two intervals)
    */
   constructor(
     private readonly registry: Registry,
-    private readonly sources: ReadonlyMap<string, Source>,
+    private readonly sources: Map<string, Source>,
     private readonly handles: ReadonlyMap<string, Handle>,
-    private readonly intervalMs: number,
+    private intervalMs: number,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
+    private retryMaxMs = 2 * intervalMs,
   ) {
-    for (const code of sources.keys()) this.health.set(code, { lastGoodPoll: 0, error: undefined });
+    for (const code of sources.keys()) this.addHealth(code);
+    metrics.gauge(
+      "gatecast_tick_gap_max_seconds",
+      "Longest time between two poll ticks since start.",
+      () => this.longestTickGapMs / 1000,
+    );
+  }
+
+  /** Polls a database added by a configuration reload from the next tick on. */
+  addSource(code: string, source: Source): void {
+    this.sources.set(code, source);
+    this.addHealth(code);
+  }
+
+  /** Forgets a database removed by a configuration reload; returns its source, to be closed. */
+  removeSource(code: string): Source | undefined {
+    const source = this.sources.get(code);
+    this.sources.delete(code);
+    this.health.delete(code);
+    this.backoffs.delete(code);
+    return source;
+  }
+
+  /** Changes the tick interval and the retry cap (a configuration reload). */
+  retime(intervalMs: number, retryMaxMs: number): void {
+    this.intervalMs = intervalMs;
+    this.retryMaxMs = retryMaxMs;
+    for (const code of this.backoffs.keys()) {
+      this.backoffs.set(code, new RetryBackoff(intervalMs, retryMaxMs));
+    }
+    if (this.timer !== undefined) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+      this.lastTickAt = 0;
+      this.start();
+    }
+  }
+
+  private addHealth(code: string): void {
+    this.health.set(code, { lastGoodPoll: 0, error: undefined });
+    this.backoffs.set(code, new RetryBackoff(this.intervalMs, this.retryMaxMs));
   }
 
   /** Starts ticking. */
@@ -72,6 +119,13 @@ export class Poller {
 
   /** Polls a group now (a topic was added), or right after its running poll ends. */
   pollNow(group: TopicGroup): void {
+    const error = this.health.get(group.db)?.error;
+    if (error !== undefined && !this.backoffs.get(group.db)?.ready(Date.now())) {
+      // Its database is failing and waits for a retry: the new topic starts stale (its
+      // subscriber is told so when welcomed), without a query.
+      for (const topic of group.topics.values()) if (topic.points === undefined) topic.stale ??= error;
+      return;
+    }
     const state = this.stateOf(group.key);
     if (state.running) state.again = true;
     else this.track(this.poll(group, state));
@@ -80,9 +134,26 @@ export class Poller {
   /** One tick: poll every group with subscribers; probe databases that have none. */
   tick(): void {
     this.metrics.inc("gatecast_ticks_total", "Poll ticks run.");
+    const tickAt = performance.now();
+    if (this.lastTickAt > 0) {
+      this.longestTickGapMs = Math.max(this.longestTickGapMs, tickAt - this.lastTickAt);
+    }
+    this.lastTickAt = tickAt;
+    const now = Date.now();
     const active = new Set<string>();
     for (const group of this.registry.groups()) {
       active.add(group.db);
+      if (!this.sources.has(group.db)) continue;
+      if (!this.backoffs.get(group.db)!.ready(now)) {
+        this.metrics.inc(
+          "gatecast_polls_deferred_total",
+          "Group polls put off while a database waits for a retry.",
+          {
+            db: group.db,
+          },
+        );
+        continue;
+      }
       const state = this.stateOf(group.key);
       if (state.running) {
         this.metrics.inc(
@@ -101,7 +172,9 @@ export class Poller {
       if (!this.registry.group(key) && !this.groupStates.get(key)!.running) this.groupStates.delete(key);
     }
     for (const code of this.sources.keys()) {
-      if (!active.has(code) && !this.probing.has(code)) this.track(this.probe(code));
+      if (!active.has(code) && !this.probing.has(code) && this.backoffs.get(code)!.ready(now)) {
+        this.track(this.probe(code));
+      }
     }
   }
 
@@ -125,6 +198,7 @@ export class Poller {
     const handle = this.handles.get(group.handle)!;
     const labels = { db: group.db };
     const started = performance.now();
+    const startedAt = Date.now();
     try {
       const units = [...group.topics.keys()];
       const points = await handle.fetch(source, units);
@@ -136,6 +210,7 @@ export class Poller {
       );
       const now = Date.now();
       this.recordSuccess(group.db, now);
+      this.backoffs.get(group.db)?.succeeded();
       for (const [unitId, unitPoints] of points) {
         const topic = group.topics.get(unitId);
         if (topic) publishPoll(topic, unitPoints, now);
@@ -144,6 +219,7 @@ export class Poller {
       const message = error instanceof Error ? error.message : String(error);
       this.metrics.inc("gatecast_poll_errors_total", "Failed group polls, per database.", labels);
       this.recordFailure(group.db, message);
+      this.backoffs.get(group.db)?.failed(startedAt);
       for (const topic of group.topics.values()) publishStale(topic, message);
     } finally {
       state.running = false;
@@ -158,25 +234,30 @@ export class Poller {
   /** Checks a database no topic uses, so that `/healthz` knows whether it is reachable. */
   private async probe(code: string): Promise<void> {
     this.probing.add(code);
+    const startedAt = Date.now();
     try {
       await this.sources.get(code)!.select("SELECT 1", []);
       this.recordSuccess(code, Date.now());
+      this.backoffs.get(code)?.succeeded();
     } catch (error) {
       this.recordFailure(code, error instanceof Error ? error.message : String(error));
+      this.backoffs.get(code)?.failed(startedAt);
     } finally {
       this.probing.delete(code);
     }
   }
 
   private recordSuccess(code: string, now: number): void {
-    const health = this.health.get(code)!;
+    const health = this.health.get(code);
+    if (!health) return; // removed by a reload while its poll ran
     if (health.error !== undefined) this.logger.info("database recovered", { db: code });
     health.lastGoodPoll = now;
     health.error = undefined;
   }
 
   private recordFailure(code: string, message: string): void {
-    const health = this.health.get(code)!;
+    const health = this.health.get(code);
+    if (!health) return;
     if (health.error === undefined) this.logger.warn("database failing", { db: code, error: message });
     health.error = message;
   }

@@ -43,6 +43,8 @@ export const ErrorCode = {
   FORBIDDEN: "FORBIDDEN",
   /** The client sent frames faster than `maxFramesPerSecond`; the frame was dropped. */
   RATE_LIMITED: "RATE_LIMITED",
+  /** The topic's database was removed from the configuration (SIGHUP reload); the subscription ended. */
+  DB_REMOVED: "DB_REMOVED",
 } as const;
 
 /** One of {@link ErrorCode}. */
@@ -56,7 +58,7 @@ export const CloseCode = {
   POLICY_VIOLATION: 1008,
   /** A frame over the configured size limit. */
   MESSAGE_TOO_BIG: 1009,
-  /** The client did not read its frames fast enough (send buffer over the hard limit). */
+  /** The client did not read its frames fast enough (send buffer over the hard limit, or over the soft one too long). */
   SLOW_CONSUMER: 4008,
   /** No frame within `firstFrameTimeoutMs` of connecting. */
   FIRST_FRAME_TIMEOUT: 4000,
@@ -156,9 +158,9 @@ function parseId(id: unknown): FrameId | undefined {
   );
 }
 
-/** `{"type":"error",...}` */
-export function errorFrame(code: ErrorCode, message: string, id?: FrameId): string {
-  return JSON.stringify({ type: "error", id, code, message });
+/** `{"type":"error",...}`, with the `topic` it ends when the server ends a subscription. */
+export function errorFrame(code: ErrorCode, message: string, id?: FrameId, topic?: string): string {
+  return JSON.stringify({ type: "error", id, code, message, topic });
 }
 
 /** `{"type":"subscribed"|"unsubscribed","id":..,"topic":..}` */

@@ -21,6 +21,8 @@ export interface Peer {
    * does, from the frame's parts), sparing the peer a scan of the text for its byte count.
    */
   send(text: string, bytes?: number): void;
+  /** Ends a subscription the server can no longer serve, telling the client why. */
+  revoke(subscription: Subscription, code: "DB_REMOVED", message: string): void;
 }
 
 /** One connection's subscription to one topic. */

@@ -11,6 +11,7 @@ import { Connection, type ConnectionContext } from "./connection.ts";
 import { dashboardResponse } from "./dashboard.ts";
 import { clientAddress, originAllowed, type ProxySet } from "./handshake.ts";
 import type { AddressCounter } from "./limits.ts";
+import { keepAliveOptions, onDeadPeer } from "./keepalive.ts";
 import { SUBPROTOCOL } from "./protocol.ts";
 
 /** What the routes need besides the connection context. */
@@ -25,7 +26,12 @@ export interface RouteContext extends ConnectionContext {
   readonly addresses: AddressCounter;
   /** Most connections open at once: `maxConnections`, kept below the open-file limit. */
   readonly connectionCap: number;
+  /** False once shutdown began: upgrades get 503. */
+  readonly accepting: boolean;
 }
+
+/** Seconds a client refused for capacity is told to wait (`Retry-After`). */
+export const RETRY_AFTER_SECONDS = 5;
 
 /** The subprotocols a client offered, however the header separates them. */
 export function offeredProtocols(header: string | null): string[] {
@@ -73,8 +79,12 @@ async function admit(request: Request, url: URL, context: RouteContext, remote: 
   const refuse = (status: number, reason: string, error: string) => {
     metrics.inc("gatecast_upgrades_refused_total", "WebSocket upgrades refused, by reason.", { reason });
     logger.info("upgrade refused", { remote, reason });
-    return json(status, { error });
+    const response = json(status, { error });
+    // A capacity refusal is temporary: tell the client when to try again.
+    if (status === 503) response.headers.set("retry-after", String(RETRY_AFTER_SECONDS));
+    return response;
   };
+  if (!context.accepting) return refuse(503, "shutting_down", "the server is shutting down");
   if (!originAllowed(request.headers.get("origin"), request.headers.get("host"), config.allowedOrigins)) {
     return refuse(403, "origin", "origin not allowed; see allowedOrigins");
   }
@@ -114,7 +124,7 @@ function upgrade(request: Request, context: RouteContext, remote: string, princi
   const v1 = offeredProtocols(request.headers.get("sec-websocket-protocol")).includes(SUBPROTOCOL);
   let upgraded;
   try {
-    upgraded = Deno.upgradeWebSocket(request);
+    upgraded = Deno.upgradeWebSocket(request, keepAliveOptions(context.config.keepAliveSeconds));
   } catch (error) {
     return json(400, { error: `bad WebSocket upgrade: ${(error as Error).message}` });
   }
@@ -128,6 +138,13 @@ function upgrade(request: Request, context: RouteContext, remote: string, princi
   };
   socket.addEventListener("close", forget);
   socket.addEventListener("error", forget);
+  onDeadPeer(
+    socket,
+    () =>
+      context.metrics.inc("gatecast_clients_dropped_total", "Clients closed by the server, by reason.", {
+        reason: "no_pong",
+      }),
+  );
   socket.addEventListener(
     "open",
     () => context.logger.debug("connection opened", { conn: connection.id, remote, v1 }),

@@ -50,6 +50,9 @@ Deno.test("the contract's example config parses with every default filled in", (
     maxSubscriptionsPerConnection: 1000,
     sendBufferSoftBytes: 1048576,
     sendBufferHardBytes: 16777216,
+    slowClientGraceMs: 10000,
+    keepAliveSeconds: 30,
+    dbRetryMaxMs: 0,
     logLevel: "info",
     databases: {
       plant1: {
@@ -99,6 +102,10 @@ Deno.test("every top-level setting can be given, and $schema is allowed", () => 
     maxSubscriptionsPerConnection: 5,
     sendBufferSoftBytes: 2048,
     sendBufferHardBytes: 4096,
+    slowClientGraceMs: 500,
+    keepAliveSeconds: 5,
+    maxConnections: 100,
+    dbRetryMaxMs: 200,
     logLevel: "debug",
     databases: {},
     auth: NO_AUTH,
@@ -113,10 +120,28 @@ Deno.test("every top-level setting can be given, and $schema is allowed", () => 
     maxSubscriptionsPerConnection: 5,
     sendBufferSoftBytes: 2048,
     sendBufferHardBytes: 4096,
+    slowClientGraceMs: 500,
+    keepAliveSeconds: 5,
+    dbRetryMaxMs: 200,
     logLevel: "debug",
     databases: undefined,
     ...SECURITY_UNSET,
   });
+});
+
+Deno.test("dbRetryMaxMs is 0 (twice the interval) or at least pollIntervalMs", () => {
+  assert.throws(
+    () => parseConfig({ auth: NO_AUTH, databases: {}, pollIntervalMs: 1000, dbRetryMaxMs: 500 }, noEnv),
+    configError(
+      "dbRetryMaxMs",
+      "dbRetryMaxMs: must be 0 (twice pollIntervalMs) or at least pollIntervalMs (1000)",
+    ),
+  );
+  assert.deepEqual(
+    parseConfig({ auth: NO_AUTH, databases: {}, pollIntervalMs: 1000, dbRetryMaxMs: 1000 }, noEnv)
+      .dbRetryMaxMs,
+    1000,
+  );
 });
 
 Deno.test("a MySQL database defaults to host 127.0.0.1, port 3306, no password and 4 connections", () => {
@@ -213,7 +238,7 @@ Deno.test("an unknown key at the top or in a database is rejected listing the ac
     configError(
       "pollIntervalMS",
       "pollIntervalMS: unknown key; accepted keys are $schema, host, port, pollIntervalMs, queryTimeoutMs, " +
-        "pointsRefreshPolls, maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, logLevel, databases, " +
+        "pointsRefreshPolls, maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, slowClientGraceMs, keepAliveSeconds, dbRetryMaxMs, logLevel, databases, " +
         "auth, legacy, allowedOrigins, trustedProxies, tls, maxConnections, maxConnectionsPerAddress, " +
         "maxFramesPerSecond, firstFrameTimeoutMs",
     ),

@@ -69,11 +69,12 @@ async function withServer(settings: Record<string, unknown>, fn: (app: TestApp) 
   }
 }
 
-Deno.test("an upgrade over maxConnections is refused with 503", async () => {
+Deno.test("an upgrade over maxConnections is refused with 503 and Retry-After", async () => {
   await withServer({ maxConnections: 2 }, async (app) => {
     const clients = [await TestClient.open(app.wsUrl), await TestClient.open(app.wsUrl)];
     const refused = await fetch(app.wsUrl.replace("ws:", "http:"), { headers: UPGRADE_HEADERS });
     assert.equal(refused.status, 503);
+    assert.equal(refused.headers.get("retry-after"), "5");
     assert.deepEqual(await refused.json(), { error: "the server holds its maximum of 2 connections" });
     await clients[0].close();
     await waitFor("the slot to free", () => app.metrics.value("gatecast_connections") === 1);

@@ -205,7 +205,8 @@ Deno.test("GET /metrics counts what real clients received, per database, and eve
     assert.ok(bytes > received.join("").length, "the frames hold non-ASCII text");
     assert.deepEqual(m.get("gatecast_sent_bytes_total"), bytes);
     assert.deepEqual(m.get('gatecast_clients_dropped_total{reason="frame_too_big"}'), 1);
-    assert.deepEqual(m.get('gatecast_clients_dropped_total{reason="slow"}'), 0);
+    assert.deepEqual(m.get('gatecast_clients_dropped_total{reason="slow_hard_limit"}'), 0);
+    assert.deepEqual(m.get('gatecast_clients_dropped_total{reason="slow_grace_expired"}'), 0);
     assert.deepEqual(m.get('gatecast_clients_dropped_total{reason="policy"}'), 0);
     assert.deepEqual(m.get('gatecast_client_errors_total{code="UNKNOWN_HANDLE"}'), 1);
     assert.ok(m.get("gatecast_ticks_total")! >= 1);

@@ -3,7 +3,7 @@
  * answers, and every sent frame is kept, as text, in order.
  */
 
-import type { Peer } from "../../lib/registry.ts";
+import type { Peer, Subscription } from "../../lib/registry.ts";
 
 let nextId = 1;
 
@@ -24,6 +24,14 @@ export class FakePeer implements Peer {
   /** Keeps the frame. */
   send(text: string): void {
     this.sent.push(text);
+  }
+
+  /** Subscriptions ended by the server, with their messages. */
+  readonly revoked: { topic: string; code: string; message: string }[] = [];
+
+  /** Records the ended subscription (a real connection also unsubscribes it). */
+  revoke(subscription: Subscription, code: string, message: string): void {
+    this.revoked.push({ topic: subscription.topic.name.key, code, message });
   }
 
   /** The frames sent, parsed. */

@@ -17,6 +17,20 @@ export interface GatecastProcess {
   readonly stdout: string[];
   /** Sends SIGTERM and waits for the exit code. */
   stop(): Promise<number>;
+  /** The child, for other signals. */
+  readonly child: Deno.ChildProcess;
+  /** The "listening" log line, parsed (`maxConnections`, `openFileLimit`, ...). */
+  readonly listening: Record<string, unknown>;
+  /** Resolves with the exit code once the process has exited and its output is read. */
+  readonly exited: Promise<number>;
+  /** The process's resident memory now, in MiB (0 once it has exited). */
+  rssMiB(): number;
+}
+
+/** Options of {@link startGatecastProcess}. */
+export interface ProcessOptions {
+  /** Runs it under `ulimit -n <openFiles>` (through bash). */
+  readonly openFiles?: number;
 }
 
 async function collect(
@@ -50,13 +64,13 @@ export async function startGatecastProcess(
   permissions: string[],
   args: string[],
   env: Record<string, string> = {},
-  openFileLimit?: number,
+  options: ProcessOptions = {},
 ): Promise<GatecastProcess> {
   const deno = [Deno.execPath(), "run", "--no-prompt", ...permissions, script, ...args];
-  const limited = openFileLimit === undefined ? deno : [
+  const limited = options.openFiles === undefined ? deno : [
     "sh",
     "-c",
-    `ulimit -n ${openFileLimit} && GATECAST_OPEN_FILE_LIMIT=${openFileLimit} exec "$@"`,
+    `ulimit -n ${options.openFiles} && GATECAST_OPEN_FILE_LIMIT=${options.openFiles} exec "$@"`,
     "sh",
     ...deno,
   ];
@@ -68,11 +82,11 @@ export async function startGatecastProcess(
   }).spawn();
   const stderr: string[] = [];
   const stdout: string[] = [];
-  const listening = Promise.withResolvers<number>();
+  const listening = Promise.withResolvers<Record<string, unknown>>();
   const check = () => {
     for (const line of stderr) {
       if (!line.includes('"msg":"listening"')) continue;
-      listening.resolve(JSON.parse(line).port);
+      listening.resolve(JSON.parse(line));
     }
   };
   const done = Promise.all([collect(child.stdout, stdout, check), collect(child.stderr, stderr, check)]);
@@ -82,9 +96,9 @@ export async function startGatecastProcess(
   });
   exited.then(() => listening.reject(new Error(`gatecast exited before listening:\n${stderr.join("\n")}`)));
   const timer = setTimeout(() => listening.reject(new Error("gatecast did not listen within 30 s")), 30_000);
-  let port: number;
+  let listened: Record<string, unknown>;
   try {
-    port = await listening.promise;
+    listened = await listening.promise;
   } catch (error) {
     try {
       child.kill("SIGKILL");
@@ -94,9 +108,20 @@ export async function startGatecastProcess(
   } finally {
     clearTimeout(timer);
   }
+  const port = listened.port as number;
   return {
     pid: child.pid,
     port,
+    child,
+    listening: listened,
+    exited,
+    rssMiB() {
+      try {
+        return Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${child.pid}/status`))![1]) / 1024;
+      } catch {
+        return 0;
+      }
+    },
     httpUrl: `http://127.0.0.1:${port}`,
     stderr,
     stdout,
@@ -126,7 +151,7 @@ export async function startGatecastWithConfig(
     ["--allow-net", `--allow-read=${dir}`, "--allow-env=GATECAST_*"],
     ["--config", `${dir}/gatecast.json`],
     {},
-    openFileLimit,
+    { openFiles: openFileLimit },
   ).catch(async (error) => {
     await Deno.remove(dir, { recursive: true });
     throw error;
@@ -139,4 +164,26 @@ export async function startGatecastWithConfig(
       return code;
     },
   };
+}
+
+/** The permissions `deno task start` gives main.ts. */
+export const START_PERMISSIONS = ["--allow-net", "--allow-read", "--allow-env=GATECAST_*"];
+
+/**
+ * Writes `config` (on 127.0.0.1, a free port and auth off unless it says otherwise) to a temporary file and
+ * starts main.ts on it with {@link START_PERMISSIONS}. `configPath` is that file: rewrite it before
+ * a SIGHUP, remove it when done.
+ */
+export async function startGatecastOnConfig(
+  config: Record<string, unknown>,
+  options: ProcessOptions = {},
+): Promise<GatecastProcess & { configPath: string }> {
+  const configPath = await Deno.makeTempFile({ prefix: "gatecast-config-", suffix: ".json" });
+  await Deno.writeTextFile(
+    configPath,
+    JSON.stringify({ host: "127.0.0.1", port: 0, auth: { mode: "none" }, ...config }),
+  );
+  const main = new URL("../../main.ts", import.meta.url).pathname;
+  const server = await startGatecastProcess(main, START_PERMISSIONS, ["--config", configPath], {}, options);
+  return Object.assign(server, { configPath });
 }
