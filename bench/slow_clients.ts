@@ -64,6 +64,9 @@ await db.query("INSERT INTO device_data_real (equip_address, ua, ub, ia) VALUES 
 const serverProcess = await startGatecastOnConfig({
   pollIntervalMs: POLL_MS,
   logLevel: "info",
+  // Every client comes from 127.0.0.1: lift the per-address limit above the bench's 2,200.
+  maxConnections: 20_000,
+  maxConnectionsPerAddress: 20_000,
   databases: { plant: db.settings },
 });
 const config = serverProcess.configPath;

@@ -85,6 +85,8 @@ const serverProcess = await startGatecastOnConfig({
   sendBufferHardBytes: 1 << 20,
   slowClientGraceMs: 3000,
   keepAliveSeconds: 4,
+  // Every client comes from 127.0.0.1, slow ones linger until dropped: room above the per-address default.
+  maxConnectionsPerAddress: 1000,
   logLevel: "info",
   databases: { plant: schema.settings },
 });
