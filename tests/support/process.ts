@@ -135,44 +135,11 @@ export async function startGatecastProcess(
 }
 
 /**
- * Writes `config` to a temporary directory and runs `main.ts` on it as `deno task start` does:
- * `--allow-net`, `--allow-read` of that directory, `--allow-env=GATECAST_*`. `stop()` also
- * removes the directory. The config's `logLevel` must be `info` or `debug` (the start waits
- * for the `listening` line).
- */
-export async function startGatecastWithConfig(
-  config: Record<string, unknown>,
-  openFileLimit?: number,
-): Promise<GatecastProcess> {
-  const dir = await Deno.makeTempDir({ prefix: "gatecast-proc-" });
-  await Deno.writeTextFile(`${dir}/gatecast.json`, JSON.stringify(config));
-  const proc = await startGatecastProcess(
-    new URL("../../main.ts", import.meta.url).pathname,
-    ["--allow-net", `--allow-read=${dir}`, "--allow-env=GATECAST_*"],
-    ["--config", `${dir}/gatecast.json`],
-    {},
-    { openFiles: openFileLimit },
-  ).catch(async (error) => {
-    await Deno.remove(dir, { recursive: true });
-    throw error;
-  });
-  return {
-    ...proc,
-    async stop() {
-      const code = await proc.stop();
-      await Deno.remove(dir, { recursive: true });
-      return code;
-    },
-  };
-}
-
-/** The permissions `deno task start` gives main.ts. */
-export const START_PERMISSIONS = ["--allow-net", "--allow-read", "--allow-env=GATECAST_*"];
-
-/**
- * Writes `config` (on 127.0.0.1, a free port and auth off unless it says otherwise) to a temporary file and
- * starts main.ts on it with {@link START_PERMISSIONS}. `configPath` is that file: rewrite it before
- * a SIGHUP, remove it when done.
+ * Writes `config` (on 127.0.0.1, a free port and auth off unless it says otherwise) to a temporary
+ * file and runs main.ts on it with the least privilege of `deno task start`: `--allow-net`,
+ * `--allow-read` of that file, `--allow-env=GATECAST_*`. `configPath` is that file: rewrite it
+ * before a SIGHUP, remove it when done. The config's `logLevel` must be `info` or `debug` (the
+ * start waits for the `listening` line).
  */
 export async function startGatecastOnConfig(
   config: Record<string, unknown>,
@@ -184,6 +151,27 @@ export async function startGatecastOnConfig(
     JSON.stringify({ host: "127.0.0.1", port: 0, auth: { mode: "none" }, ...config }),
   );
   const main = new URL("../../main.ts", import.meta.url).pathname;
-  const server = await startGatecastProcess(main, START_PERMISSIONS, ["--config", configPath], {}, options);
+  const permissions = ["--allow-net", `--allow-read=${configPath}`, "--allow-env=GATECAST_*"];
+  const server = await startGatecastProcess(main, permissions, ["--config", configPath], {}, options)
+    .catch(async (error) => {
+      await Deno.remove(configPath);
+      throw error;
+    });
   return Object.assign(server, { configPath });
+}
+
+/** {@link startGatecastOnConfig}, whose `stop()` also removes the config file. */
+export async function startGatecastWithConfig(
+  config: Record<string, unknown>,
+  openFileLimit?: number,
+): Promise<GatecastProcess> {
+  const server = await startGatecastOnConfig(config, { openFiles: openFileLimit });
+  const stopProcess = server.stop;
+  return Object.assign(server, {
+    async stop() {
+      const code = await stopProcess();
+      await Deno.remove(server.configPath);
+      return code;
+    },
+  });
 }
