@@ -38,16 +38,16 @@ function accepts(raw: unknown): boolean {
   }
 }
 
-Deno.test("config.example.json names the schema in $schema and is valid for the schema and for gatecast", () => {
+Deno.test("config.example.json names the schema, is valid for both, and reads the local test database", () => {
   assert.deepEqual(example.$schema, "./config.schema.json");
   assert.ok(validate(example), JSON.stringify(validate.errors));
   assert.deepEqual(parseConfig(example, noEnv).databases.plant1, {
     driver: "mysql",
     host: "127.0.0.1",
     port: 3306,
-    user: "gatecast",
-    password: "secret",
-    database: "iot",
+    user: "root",
+    password: "",
+    database: "test",
     connectionLimit: 4,
   });
 });
