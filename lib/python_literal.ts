@@ -1,6 +1,6 @@
 /**
  * A safe reader for Python literals, as the seed's clients wrote their subscription
- * (`{'unit_id': 12, 'handle': 'real', ...}`). The seed ran `eval()` on it; this only reads
+ * (`{'unit_id': 12, 'handle': 'real', ...}`). The seed evaluated it as Python code; this only reads
  * dicts, lists, tuples, strings, numbers, True, False and None, and never runs anything.
  */
 

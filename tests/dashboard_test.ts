@@ -111,8 +111,7 @@ async function valueCells(page: Page): Promise<Record<string, string>> {
 
 /** The text of every cell, row by row. */
 function rowTexts(page: Page, selector = "#points tbody tr"): Promise<string[][]> {
-  return page.$$eval(
-    selector,
+  return page.locator(selector).evaluateAll(
     (rows) => rows.map((row) => [...row.children].map((td) => td.textContent ?? "")),
   );
 }
@@ -194,7 +193,7 @@ browserTest("in Chromium the picker lists the configured databases and opens the
       withPage(async (page, errors) => {
         await page.goto(`${app.httpUrl}/`);
         await page.waitForSelector("#db option", { state: "attached" });
-        assert.deepEqual(await page.$$eval("#db option", (os) => os.map((o) => o.textContent)), [
+        assert.deepEqual(await page.locator("#db option").allTextContents(), [
           "plant1",
           "plant2",
         ]);
@@ -222,7 +221,7 @@ browserTest(
       await withPage(async (page, errors) => {
         await page.goto(`${app.httpUrl}/?topic=demo/real/2`);
         await page.waitForSelector("#points tbody tr");
-        assert.deepEqual(await page.$$eval("#points tbody tr", (rows) => rows.length), 15);
+        assert.deepEqual(await page.locator("#points tbody tr").count(), 15);
         // The simulator changes four readings a second somewhere in the plant: unit 2 holds half of it.
         await page.waitForSelector("#points tbody tr.flash", { timeout: 15_000 });
         await screenshot(page, "dashboard-demo.png");
