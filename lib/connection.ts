@@ -137,12 +137,8 @@ export class Connection implements Peer {
     const { sendBufferSoftBytes, sendBufferHardBytes, slowClientGraceMs } = this.context.config;
     // The buffer only drains between reads of it, so while the last reading plus everything
     // sent since stays under the soft limit, so does the buffer: no need to ask the runtime.
-    if (this.bufferedBound <= sendBufferSoftBytes) {
-      this.overSoftSince = 0;
-      return "send";
-    }
-    const buffered = this.socket.bufferedAmount;
-    this.bufferedBound = buffered;
+    if (this.bufferedBound > sendBufferSoftBytes) this.bufferedBound = this.socket.bufferedAmount;
+    const buffered = this.bufferedBound;
     if (buffered <= sendBufferSoftBytes) {
       this.overSoftSince = 0;
       return "send";
@@ -152,16 +148,13 @@ export class Connection implements Peer {
     const overHard = buffered > sendBufferHardBytes;
     if (overHard || now - this.overSoftSince > slowClientGraceMs) {
       const reason = overHard ? "slow_hard_limit" : "slow_grace_expired";
-      this.context.metrics.inc("gatecast_clients_dropped_total", "Clients closed by the server, by reason.", {
-        reason,
-      });
       this.context.logger.warn("dropping slow client", {
         conn: this.id,
         remote: this.remote,
         buffered,
         reason,
       });
-      this.close(CloseCode.SLOW_CONSUMER, "client is not reading its frames");
+      this.drop(reason, CloseCode.SLOW_CONSUMER, "client is not reading its frames");
       return "dropped";
     }
     this.context.metrics.inc(
@@ -181,7 +174,7 @@ export class Connection implements Peer {
     if (this.subscriptions.get(key) !== subscription) return;
     this.subscriptions.delete(key);
     this.context.registry.unsubscribe(subscription);
-    if (subscription.legacy) return this.close(CloseCode.POLICY_VIOLATION, message);
+    if (subscription.legacy) return this.drop("policy", CloseCode.POLICY_VIOLATION, message);
     this.send(errorFrame(code, message, undefined, key));
   }
 
@@ -202,11 +195,6 @@ export class Connection implements Peer {
 
   /** Closes the socket with a code and reason and releases every subscription. */
   close(code: number, reason: string): void {
-    if (code === CloseCode.POLICY_VIOLATION && !this.closed) {
-      this.context.metrics.inc("gatecast_clients_dropped_total", "Clients closed by the server, by reason.", {
-        reason: "policy",
-      });
-    }
     if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) {
       try {
         this.socket.close(code, closeReason(reason));
@@ -255,7 +243,11 @@ export class Connection implements Peer {
     }
     if (frame.type === "legacy") return this.legacySubscribe(frame.subscription);
     if (this.mode === "legacy") {
-      return this.close(CloseCode.POLICY_VIOLATION, "a legacy connection takes only seed subscriptions");
+      return this.drop(
+        "policy",
+        CloseCode.POLICY_VIOLATION,
+        "a legacy connection takes only seed subscriptions",
+      );
     }
     this.mode = "v1";
     if (frame.type === "auth") return this.authenticate(frame.token, frame.id);
@@ -280,8 +272,8 @@ export class Connection implements Peer {
     if (!this.rate.take()) {
       // Over the rate the frame is dropped with an error; a client that goes on is closed.
       if (++this.refusedInARow > 2 * this.context.config.maxFramesPerSecond) {
-        this.dropFor("rate_limited");
-        return this.close(
+        return this.drop(
+          "rate_limited",
           CloseCode.RATE_LIMITED,
           `over ${this.context.config.maxFramesPerSecond} frames per second`,
         );
@@ -312,8 +304,8 @@ export class Connection implements Peer {
 
   private startTimers(principal: Principal | undefined): void {
     this.setTimer("first", this.context.config.firstFrameTimeoutMs, () => {
-      this.dropFor("first_frame_timeout");
-      this.close(
+      this.drop(
+        "first_frame_timeout",
         CloseCode.FIRST_FRAME_TIMEOUT,
         `no frame within ${this.context.config.firstFrameTimeoutMs} ms`,
       );
@@ -321,8 +313,11 @@ export class Connection implements Peer {
     if (principal) return this.accept(principal);
     if (!this.context.authenticator) return;
     this.setTimer("auth", this.context.config.auth.timeoutMs, () => {
-      this.dropFor("auth_timeout");
-      this.close(CloseCode.AUTH_TIMEOUT, `not authenticated within ${this.context.config.auth.timeoutMs} ms`);
+      this.drop(
+        "auth_timeout",
+        CloseCode.AUTH_TIMEOUT,
+        `not authenticated within ${this.context.config.auth.timeoutMs} ms`,
+      );
     });
   }
 
@@ -342,10 +337,13 @@ export class Connection implements Peer {
     this.timers.delete(name);
   }
 
-  private dropFor(reason: string): void {
+  /** Closes the connection for something the client did (or did not do), counted by `why`. */
+  private drop(why: string, code: number, reason: string): void {
+    if (this.closed) return;
     this.context.metrics.inc("gatecast_clients_dropped_total", "Clients closed by the server, by reason.", {
-      reason,
+      reason: why,
     });
+    this.close(code, reason);
   }
 
   /** Verifies an `auth` frame's token; frames that arrive meanwhile wait in order. */
@@ -372,8 +370,7 @@ export class Connection implements Peer {
           reason: error.message,
         });
         if (!this.principal) {
-          this.dropFor("auth_failed");
-          return this.close(CloseCode.AUTH_FAILED, `authentication failed: ${error.message}`);
+          return this.drop("auth_failed", CloseCode.AUTH_FAILED, `authentication failed: ${error.message}`);
         }
         this.reject(new ProtocolError(ErrorCode.AUTH_FAILED, `token refused: ${error.message}`, id));
       },
@@ -409,16 +406,17 @@ export class Connection implements Peer {
   private armExpiry(expiresAt: number): void {
     this.setTimer("expiry", expiresAt - Date.now(), () => {
       if (Date.now() < expiresAt) return this.armExpiry(expiresAt);
-      this.dropFor("token_expired");
-      this.close(CloseCode.TOKEN_EXPIRED, "token expired; send a fresh auth frame before expiry");
+      this.drop(
+        "token_expired",
+        CloseCode.TOKEN_EXPIRED,
+        "token expired; send a fresh auth frame before expiry",
+      );
     });
   }
 
   private tooBig(size: number): void {
-    this.context.metrics.inc("gatecast_clients_dropped_total", "Clients closed by the server, by reason.", {
-      reason: "frame_too_big",
-    });
-    this.close(
+    this.drop(
+      "frame_too_big",
       CloseCode.MESSAGE_TOO_BIG,
       `frame of ${size} bytes is over the ${this.context.config.maxFrameBytes}-byte limit`,
     );
@@ -430,12 +428,12 @@ export class Connection implements Peer {
     });
     if (this.mode === "legacy" || error instanceof LegacyFrameError) {
       // Old clients cannot read error frames: tell them with the close reason.
-      return this.close(CloseCode.POLICY_VIOLATION, error.message);
+      return this.drop("policy", CloseCode.POLICY_VIOLATION, error.message);
     }
     this.send(errorFrame(error.code, error.message, error.id));
   }
 
-  /** Validates a topic against the configuration; throws a ProtocolError naming what is wrong. */
+  /** Parses a topic and checks it names a configured database and a handle. @throws {ProtocolError} */
   private resolveTopic(topic: unknown, id: FrameId | undefined): TopicName {
     let name: TopicName;
     try {
@@ -444,6 +442,11 @@ export class Connection implements Peer {
       if (error instanceof TopicError) throw new ProtocolError(ErrorCode.BAD_TOPIC, error.message, id);
       throw error;
     }
+    this.checkConfigured(name, id);
+    return name;
+  }
+
+  private checkConfigured(name: TopicName, id: FrameId | undefined): void {
     if (!Object.hasOwn(this.context.config.databases, name.db)) {
       throw new ProtocolError(ErrorCode.UNKNOWN_DB, `no database '${name.db}' is configured`, id);
     }
@@ -454,27 +457,42 @@ export class Connection implements Peer {
         id,
       );
     }
-    return name;
+  }
+
+  /**
+   * The subscription to a topic, made when the client may read it and has room for one more;
+   * the same one when it already holds the topic. @throws {ProtocolError} FORBIDDEN or
+   * TOO_MANY_SUBSCRIPTIONS
+   */
+  private hold(name: TopicName, id: FrameId | undefined, legacy: boolean): Subscription {
+    if (!this.mayRead(name)) {
+      throw new ProtocolError(
+        ErrorCode.FORBIDDEN,
+        legacy
+          ? `forbidden: '${name.key}' needs a token (?token=) or legacy.allow`
+          : `your token does not grant '${name.key}'`,
+        id,
+      );
+    }
+    let subscription = this.subscriptions.get(name.key);
+    if (subscription) return subscription;
+    const most = this.context.config.maxSubscriptionsPerConnection;
+    if (this.subscriptions.size >= most) {
+      throw new ProtocolError(
+        ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+        `a connection may hold at most ${most} subscriptions`,
+        id,
+      );
+    }
+    subscription = this.context.registry.subscribe(name, this, legacy);
+    this.subscriptions.set(name.key, subscription);
+    return subscription;
   }
 
   private subscribe(topic: unknown, id: FrameId | undefined): void {
     try {
       const name = this.resolveTopic(topic, id);
-      if (!this.mayRead(name)) {
-        throw new ProtocolError(ErrorCode.FORBIDDEN, `your token does not grant '${name.key}'`, id);
-      }
-      let subscription = this.subscriptions.get(name.key);
-      if (!subscription) {
-        if (this.subscriptions.size >= this.context.config.maxSubscriptionsPerConnection) {
-          throw new ProtocolError(
-            ErrorCode.TOO_MANY_SUBSCRIPTIONS,
-            `a connection may hold at most ${this.context.config.maxSubscriptionsPerConnection} subscriptions`,
-            id,
-          );
-        }
-        subscription = this.context.registry.subscribe(name, this, false);
-        this.subscriptions.set(name.key, subscription);
-      }
+      const subscription = this.hold(name, id, false);
       this.send(ackFrame("subscribed", name.key, id));
       welcome(subscription);
     } catch (error) {
@@ -499,6 +517,7 @@ export class Connection implements Peer {
     }
   }
 
+  /** A seed subscription; what v1 answers with an error frame closes a legacy client (1008). */
   private legacySubscribe(request: LegacySubscription): void {
     if (this.mode === "v1") {
       return this.reject(
@@ -509,7 +528,7 @@ export class Connection implements Peer {
       );
     }
     this.mode = "legacy";
-    this.clearTimer("auth"); // a legacy client's access is its query token or legacy.allow, checked below
+    this.clearTimer("auth"); // a legacy client's access is its query token or legacy.allow, checked in hold()
     if (request.sentConfig && !this.warnedConfig) {
       this.warnedConfig = true;
       this.context.logger.info("legacy client sent database settings in 'config'; ignored", {
@@ -518,26 +537,14 @@ export class Connection implements Peer {
       });
     }
     const { db, handle, unitId } = request;
-    if (!Object.hasOwn(this.context.config.databases, db)) {
-      return this.close(CloseCode.POLICY_VIOLATION, `no database '${db}' is configured`);
+    const name = { db, handle, unitId, key: topicKey(db, handle, unitId) };
+    if (this.subscriptions.has(name.key)) return; // the seed's clients repeat themselves
+    try {
+      this.checkConfigured(name, undefined);
+      welcome(this.hold(name, undefined, true));
+    } catch (error) {
+      if (error instanceof ProtocolError) return this.reject(error);
+      throw error;
     }
-    if (!this.context.handles.has(handle)) {
-      return this.close(CloseCode.POLICY_VIOLATION, `no handle '${handle}'`);
-    }
-    const key = topicKey(db, handle, unitId);
-    if (!this.mayRead({ db, handle, unitId, key })) {
-      this.dropFor("forbidden");
-      return this.close(
-        CloseCode.POLICY_VIOLATION,
-        `forbidden: '${key}' needs a token (?token=) or legacy.allow`,
-      );
-    }
-    if (this.subscriptions.has(key)) return;
-    if (this.subscriptions.size >= this.context.config.maxSubscriptionsPerConnection) {
-      return this.close(CloseCode.POLICY_VIOLATION, "too many subscriptions");
-    }
-    const subscription = this.context.registry.subscribe({ db, handle, unitId, key }, this, true);
-    this.subscriptions.set(key, subscription);
-    welcome(subscription);
   }
 }

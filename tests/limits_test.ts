@@ -191,7 +191,7 @@ Deno.test("a subscription over maxSubscriptionsPerConnection gets TOO_MANY_SUBSC
     const legacy = await TestClient.open(`ws://127.0.0.1:${app.port}/`);
     for (const unit of [1, 2, 3]) legacy.send({ unit_id: unit, handle: "real", db_code: "plant1" });
     const closed = await legacy.closed;
-    assert.deepEqual([closed.code, closed.reason], [1008, "too many subscriptions"]);
+    assert.deepEqual([closed.code, closed.reason], [1008, "a connection may hold at most 2 subscriptions"]);
   } finally {
     await app.stop();
     await db.drop();

@@ -193,6 +193,9 @@ secured("a legacy client with a query-string token reads what its token grants",
     1008,
     "forbidden: 'plant1/real/13' needs a token (?token=) or legacy.allow",
   ]);
+  // Counted once, as a policy close.
+  assert.equal(app.metrics.value("gatecast_clients_dropped_total", { reason: "policy" }), 1);
+  assert.equal(app.metrics.value("gatecast_clients_dropped_total", { reason: "forbidden" }), 0);
 });
 
 secured("a legacy client without a token reads only the topics of legacy.allow", async (app) => {
