@@ -117,9 +117,9 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
   let current = config;
   let accepting = true;
 
-  metrics.gauge("gatecast_connections", "Open WebSocket connections.", () => connections.size);
-  metrics.gauge("gatecast_topics", "Topics with at least one subscriber.", () => registry.topicCount);
-  metrics.gauge("gatecast_subscriptions", "Subscriptions over all topics.", () => registry.subscriptionCount);
+  metrics.gauge("gatecast_connections", () => connections.size);
+  metrics.gauge("gatecast_topics", () => registry.topicCount);
+  metrics.gauge("gatecast_subscriptions", () => registry.subscriptionCount);
 
   const authenticator = config.auth.mode === "token" ? await Authenticator.create(config.auth) : undefined;
   const openFiles = readOpenFileLimit();
@@ -165,10 +165,9 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     handler,
     logger,
   );
-  metrics.gauge("gatecast_connection_cap", "Most connections accepted at once.", () => cap);
+  metrics.gauge("gatecast_connection_cap", () => cap);
   metrics.gauge(
     "gatecast_listener_restarts",
-    "Times the listener was started again after it failed (out of file descriptors).",
     () => listener.restarts,
   );
   poller.start();

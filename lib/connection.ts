@@ -159,7 +159,6 @@ export class Connection implements Peer {
     }
     this.context.metrics.inc(
       "gatecast_frames_held_back_total",
-      "Frames not sent to clients over the soft limit.",
     );
     return "skip";
   }
@@ -184,10 +183,9 @@ export class Connection implements Peer {
     this.socket.send(text);
     // UTF-8 takes at most 3 bytes per UTF-16 unit, which leaves room for the frame header too.
     this.bufferedBound += text.length * 3;
-    this.context.metrics.inc("gatecast_frames_sent_total", "Frames sent to clients.");
+    this.context.metrics.inc("gatecast_frames_sent_total");
     this.context.metrics.inc(
       "gatecast_sent_bytes_total",
-      "Bytes (UTF-8) of frames sent to clients.",
       {},
       bytes ?? utf8Length(text),
     );
@@ -340,7 +338,7 @@ export class Connection implements Peer {
   /** Closes the connection for something the client did (or did not do), counted by `why`. */
   private drop(why: string, code: number, reason: string): void {
     if (this.closed) return;
-    this.context.metrics.inc("gatecast_clients_dropped_total", "Clients closed by the server, by reason.", {
+    this.context.metrics.inc("gatecast_clients_dropped_total", {
       reason: why,
     });
     this.close(code, reason);
@@ -423,7 +421,7 @@ export class Connection implements Peer {
   }
 
   private reject(error: ProtocolError | LegacyFrameError): void {
-    this.context.metrics.inc("gatecast_client_errors_total", "Error frames sent to clients, by code.", {
+    this.context.metrics.inc("gatecast_client_errors_total", {
       code: error instanceof ProtocolError ? error.code : "LEGACY",
     });
     if (this.mode === "legacy" || error instanceof LegacyFrameError) {

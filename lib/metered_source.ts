@@ -21,11 +21,11 @@ export class MeteredSource implements Source {
     this.code = inner.code;
     this.labels = { db: inner.code };
     // Every database's series exist from the start, at 0.
-    metrics.inc("gatecast_db_queries_total", "", this.labels, 0);
+    metrics.inc("gatecast_db_queries_total", this.labels, 0);
     for (const failure of ["unavailable", "timeout", "query"]) {
-      metrics.inc("gatecast_db_query_errors_total", "", { db: inner.code, failure }, 0);
+      metrics.inc("gatecast_db_query_errors_total", { db: inner.code, failure }, 0);
     }
-    metrics.inc("gatecast_poll_errors_total", "", this.labels, 0);
+    metrics.inc("gatecast_poll_errors_total", this.labels, 0);
   }
 
   /** Runs the query on the wrapped source, counting it, its duration and any failure. */
@@ -35,13 +35,12 @@ export class MeteredSource implements Source {
       return await this.inner.select(sql, params);
     } catch (error) {
       const failure = error instanceof SourceError ? error.failure : "query";
-      this.metrics.inc("gatecast_db_query_errors_total", "", { db: this.code, failure });
+      this.metrics.inc("gatecast_db_query_errors_total", { db: this.code, failure });
       throw error;
     } finally {
-      this.metrics.inc("gatecast_db_queries_total", "", this.labels);
+      this.metrics.inc("gatecast_db_queries_total", this.labels);
       this.metrics.observe(
         "gatecast_db_query_duration_seconds",
-        "",
         this.labels,
         (performance.now() - started) / 1000,
       );

@@ -66,6 +66,11 @@ export const METRIC_FAMILIES: readonly FamilyInfo[] = [
       { reason: "no_pong" },
       { reason: "frame_too_big" },
       { reason: "policy" },
+      { reason: "rate_limited" },
+      { reason: "first_frame_timeout" },
+      { reason: "auth_timeout" },
+      { reason: "auth_failed" },
+      { reason: "token_expired" },
     ],
   },
   { name: "gatecast_client_errors_total", type: "counter", help: "Error frames sent to clients, by code." },
@@ -77,8 +82,20 @@ export const METRIC_FAMILIES: readonly FamilyInfo[] = [
   {
     name: "gatecast_upgrades_refused_total",
     type: "counter",
-    help: "WebSocket upgrades answered 503, by reason.",
-    initial: [{ reason: "connection_cap" }, { reason: "shutting_down" }],
+    help: "WebSocket upgrades refused, by reason.",
+    initial: [
+      { reason: "origin" },
+      { reason: "connection_cap" },
+      { reason: "max_connections_per_address" },
+      { reason: "auth_failed" },
+      { reason: "shutting_down" },
+    ],
+  },
+  { name: "gatecast_connection_cap", type: "gauge", help: "Most connections accepted at once." },
+  {
+    name: "gatecast_listener_restarts",
+    type: "gauge",
+    help: "Times the listener was started again after it failed (out of file descriptors).",
   },
   {
     name: "gatecast_polls_deferred_total",
@@ -97,23 +114,26 @@ export class Metrics {
   private readonly families = new Map<string, Family>();
   private readonly gauges = new Map<string, () => number>();
 
-  /** @param declared families to list from the start (the server passes {@link METRIC_FAMILIES}) */
+  /**
+   * @param declared the families this set may hold, with their type and help (the server passes
+   *   {@link METRIC_FAMILIES}); using any other name is a programming error and throws
+   */
   constructor(declared: readonly FamilyInfo[] = []) {
     for (const info of declared) {
       this.families.set(info.name, { name: info.name, help: info.help, type: info.type, series: new Map() });
       if (info.type !== "counter") continue;
-      for (const labels of info.initial ?? [{}]) this.series(info.name, info.help, info.type, labels);
+      for (const labels of info.initial ?? [{}]) this.series(info.name, "counter", labels);
     }
   }
 
   /** Adds `by` (default 1) to a counter. */
-  inc(name: string, help: string, labels: Labels = {}, by = 1): void {
-    this.series(name, help, "counter", labels).value += by;
+  inc(name: string, labels: Labels = {}, by = 1): void {
+    this.series(name, "counter", labels).value += by;
   }
 
   /** Records one observation, in seconds, in a histogram over {@link DURATION_BUCKETS}. */
-  observe(name: string, help: string, labels: Labels, seconds: number): void {
-    const s = this.series(name, help, "histogram", labels);
+  observe(name: string, labels: Labels, seconds: number): void {
+    const s = this.series(name, "histogram", labels);
     s.buckets ??= DURATION_BUCKETS.map(() => 0);
     s.sum = (s.sum ?? 0) + seconds;
     s.value++;
@@ -123,8 +143,8 @@ export class Metrics {
   }
 
   /** Registers a gauge whose value is read when metrics are rendered. */
-  gauge(name: string, help: string, read: () => number): void {
-    this.series(name, help, "gauge", {});
+  gauge(name: string, read: () => number): void {
+    this.series(name, "gauge", {});
     this.gauges.set(name, read);
   }
 
@@ -159,12 +179,10 @@ export class Metrics {
     return lines.join("\n") + "\n";
   }
 
-  private series(name: string, help: string, type: Family["type"], labels: Labels) {
-    let family = this.families.get(name);
-    if (!family) {
-      family = { name, help, type, series: new Map() };
-      this.families.set(name, family);
-    }
+  private series(name: string, type: Family["type"], labels: Labels) {
+    const family = this.families.get(name);
+    if (!family) throw new Error(`metric ${name} is not declared`);
+    if (family.type !== type) throw new Error(`metric ${name} is a ${family.type}, not a ${type}`);
     const key = labelText(labels);
     let s = family.series.get(key);
     if (!s) {

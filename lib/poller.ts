@@ -65,7 +65,6 @@ export class Poller {
     for (const code of sources.keys()) this.addHealth(code);
     metrics.gauge(
       "gatecast_tick_gap_max_seconds",
-      "Longest time between two poll ticks since start.",
       () => this.longestTickGapMs / 1000,
     );
   }
@@ -133,7 +132,7 @@ export class Poller {
 
   /** One tick: poll every group with subscribers; probe databases that have none. */
   tick(): void {
-    this.metrics.inc("gatecast_ticks_total", "Poll ticks run.");
+    this.metrics.inc("gatecast_ticks_total");
     const tickAt = performance.now();
     if (this.lastTickAt > 0) {
       this.longestTickGapMs = Math.max(this.longestTickGapMs, tickAt - this.lastTickAt);
@@ -147,7 +146,6 @@ export class Poller {
       if (!this.backoffs.get(group.db)!.ready(now)) {
         this.metrics.inc(
           "gatecast_polls_deferred_total",
-          "Group polls put off while a database waits for a retry.",
           {
             db: group.db,
           },
@@ -158,7 +156,6 @@ export class Poller {
       if (state.running) {
         this.metrics.inc(
           "gatecast_ticks_skipped_total",
-          "Group polls skipped because the previous one was still running.",
           {
             db: group.db,
             handle: group.handle,
@@ -204,7 +201,6 @@ export class Poller {
       const points = await handle.fetch(source, units);
       this.metrics.observe(
         "gatecast_poll_duration_seconds",
-        "Duration of one group poll.",
         labels,
         (performance.now() - started) / 1000,
       );
@@ -217,7 +213,7 @@ export class Poller {
       }
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      this.metrics.inc("gatecast_poll_errors_total", "Failed group polls, per database.", labels);
+      this.metrics.inc("gatecast_poll_errors_total", labels);
       this.recordFailure(group.db, message);
       this.backoffs.get(group.db)?.failed(startedAt);
       for (const topic of group.topics.values()) publishStale(topic, message);

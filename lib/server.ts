@@ -77,7 +77,7 @@ export function createHandler(
 async function admit(request: Request, url: URL, context: RouteContext, remote: string): Promise<Response> {
   const { config, logger, metrics } = context;
   const refuse = (status: number, reason: string, error: string) => {
-    metrics.inc("gatecast_upgrades_refused_total", "WebSocket upgrades refused, by reason.", { reason });
+    metrics.inc("gatecast_upgrades_refused_total", { reason });
     logger.info("upgrade refused", { remote, reason });
     const response = json(status, { error });
     // A capacity refusal is temporary: tell the client when to try again.
@@ -91,7 +91,7 @@ async function admit(request: Request, url: URL, context: RouteContext, remote: 
   if (context.connections.size >= context.connectionCap) {
     return refuse(
       503,
-      "max_connections",
+      "connection_cap",
       `the server holds its maximum of ${context.connectionCap} connections`,
     );
   }
@@ -141,7 +141,7 @@ function upgrade(request: Request, context: RouteContext, remote: string, princi
   onDeadPeer(
     socket,
     () =>
-      context.metrics.inc("gatecast_clients_dropped_total", "Clients closed by the server, by reason.", {
+      context.metrics.inc("gatecast_clients_dropped_total", {
         reason: "no_pong",
       }),
   );

@@ -12,7 +12,7 @@ import { type RawClient, RawClient as Raw } from "./support/raw_ws.ts";
 import { parseConfig } from "../lib/config.ts";
 import { Connection } from "../lib/connection.ts";
 import { Logger } from "../lib/log.ts";
-import { Metrics } from "../lib/metrics.ts";
+import { METRIC_FAMILIES, Metrics } from "../lib/metrics.ts";
 import { Registry } from "../lib/registry.ts";
 
 const UNITS = 40;
@@ -198,7 +198,7 @@ Deno.test("a socket left CLOSING by Deno's keep-alive (its close event still pen
       config,
       registry,
       handles: new Set(["real"]),
-      metrics: new Metrics(),
+      metrics: new Metrics(METRIC_FAMILIES),
       logger: new Logger("error"),
     },
     false,

@@ -11,52 +11,65 @@ import { createTestDatabase, freePort } from "./support/mysql.ts";
 import { waitFor, withTestApp } from "./support/app.ts";
 import { TestClient } from "./support/ws_client.ts";
 
+/** A set holding only the named families of METRIC_FAMILIES, in the order given. */
+function only(...names: string[]): Metrics {
+  return new Metrics(names.map((name) => METRIC_FAMILIES.find((f) => f.name === name)!));
+}
+
 Deno.test("a counter starts at 0 and adds 1 or the amount given, per label set", () => {
-  const metrics = new Metrics();
+  const metrics = only("gatecast_db_queries_total");
   assert.equal(metrics.value("gatecast_db_queries_total", { db: "plant1" }), 0);
-  metrics.inc("gatecast_db_queries_total", "SQL queries run, per database.", { db: "plant1" });
-  metrics.inc("gatecast_db_queries_total", "SQL queries run, per database.", { db: "plant1" }, 2);
-  metrics.inc("gatecast_db_queries_total", "SQL queries run, per database.", { db: "plant2" });
+  metrics.inc("gatecast_db_queries_total", { db: "plant1" });
+  metrics.inc("gatecast_db_queries_total", { db: "plant1" }, 2);
+  metrics.inc("gatecast_db_queries_total", { db: "plant2" });
   assert.equal(metrics.value("gatecast_db_queries_total", { db: "plant1" }), 3);
   assert.equal(metrics.value("gatecast_db_queries_total", { db: "plant2" }), 1);
   assert.equal(metrics.value("gatecast_db_queries_total"), 0);
 });
 
 Deno.test("counters render with HELP, TYPE and one line per label set", () => {
-  const metrics = new Metrics();
-  metrics.inc("gatecast_ticks_total", "Poll ticks run.");
-  metrics.inc("gatecast_db_errors_total", "Failed polls, per database.", { db: "plant1" }, 4);
+  const metrics = new Metrics([
+    { name: "gatecast_ticks_total", type: "counter", help: "Poll ticks run." },
+    { name: "gatecast_poll_errors_total", type: "counter", help: "Failed polls, per database.", initial: [] },
+  ]);
+  metrics.inc("gatecast_ticks_total");
+  metrics.inc("gatecast_poll_errors_total", { db: "plant1" }, 4);
   assert.equal(
     metrics.render(),
     [
       "# HELP gatecast_ticks_total Poll ticks run.",
       "# TYPE gatecast_ticks_total counter",
       "gatecast_ticks_total 1",
-      "# HELP gatecast_db_errors_total Failed polls, per database.",
-      "# TYPE gatecast_db_errors_total counter",
-      'gatecast_db_errors_total{db="plant1"} 4',
+      "# HELP gatecast_poll_errors_total Failed polls, per database.",
+      "# TYPE gatecast_poll_errors_total counter",
+      'gatecast_poll_errors_total{db="plant1"} 4',
       "",
     ].join("\n"),
   );
 });
 
 Deno.test("several labels render in the order given", () => {
-  const metrics = new Metrics();
-  metrics.inc("gatecast_ticks_skipped_total", "Skipped.", { db: "plant1", handle: "real" });
+  const metrics = new Metrics([{
+    name: "gatecast_ticks_skipped_total",
+    type: "counter",
+    help: "Skipped.",
+    initial: [],
+  }]);
+  metrics.inc("gatecast_ticks_skipped_total", { db: "plant1", handle: "real" });
   assert.ok(metrics.render().includes('gatecast_ticks_skipped_total{db="plant1",handle="real"} 1\n'));
   assert.equal(metrics.value("gatecast_ticks_skipped_total", { db: "plant1", handle: "real" }), 1);
 });
 
 Deno.test("label values escape backslash, double quote and newline", () => {
-  const metrics = new Metrics();
-  metrics.inc("x_total", "X.", { db: 'a"b\\c\nd' });
+  const metrics = new Metrics([{ name: "x_total", type: "counter", help: "X.", initial: [] }]);
+  metrics.inc("x_total", { db: 'a"b\\c\nd' });
   assert.ok(metrics.render().includes('x_total{db="a\\"b\\\\c\\nd"} 1\n'), metrics.render());
 });
 
 Deno.test("a gauge is read when rendered and when its value is asked for", () => {
-  const metrics = new Metrics();
+  const metrics = only("gatecast_connections");
   let connections = 2;
-  metrics.gauge("gatecast_connections", "Open WebSocket connections.", () => connections);
+  metrics.gauge("gatecast_connections", () => connections);
   assert.equal(metrics.value("gatecast_connections"), 2);
   connections = 7;
   assert.equal(metrics.value("gatecast_connections"), 7);
@@ -67,9 +80,9 @@ Deno.test("a gauge is read when rendered and when its value is asked for", () =>
 });
 
 Deno.test("a histogram renders cumulative buckets, +Inf, sum and count", () => {
-  const metrics = new Metrics();
-  metrics.observe("gatecast_poll_duration_seconds", "Duration of one group poll.", { db: "plant1" }, 0.02);
-  metrics.observe("gatecast_poll_duration_seconds", "Duration of one group poll.", { db: "plant1" }, 20);
+  const metrics = only("gatecast_poll_duration_seconds");
+  metrics.observe("gatecast_poll_duration_seconds", { db: "plant1" }, 0.02);
+  metrics.observe("gatecast_poll_duration_seconds", { db: "plant1" }, 20);
   const lines = metrics.render().trimEnd().split("\n");
   assert.deepEqual(lines.slice(0, 2), [
     "# HELP gatecast_poll_duration_seconds Duration of one group poll.",
@@ -88,8 +101,8 @@ Deno.test("a histogram renders cumulative buckets, +Inf, sum and count", () => {
 });
 
 Deno.test("an observation exactly on a bound counts in that bucket", () => {
-  const metrics = new Metrics();
-  metrics.observe("h", "H.", {}, 0.1);
+  const metrics = new Metrics([{ name: "h", type: "histogram", help: "H." }]);
+  metrics.observe("h", {}, 0.1);
   assert.ok(metrics.render().includes('h_bucket{le="0.1"} 1\n'));
   assert.ok(metrics.render().includes('h_bucket{le="0.05"} 0\n'));
 });
@@ -102,6 +115,18 @@ Deno.test("the duration buckets are increasing, from 1 ms to 10 s", () => {
 
 Deno.test("no metrics render as a single newline", () => {
   assert.equal(new Metrics().render(), "\n");
+});
+
+Deno.test("a metric that is not declared, or used as another type, is a programming error", () => {
+  const metrics = only("gatecast_ticks_total");
+  assert.throws(
+    () => metrics.inc("gatecast_tick_total"),
+    new Error("metric gatecast_tick_total is not declared"),
+  );
+  assert.throws(
+    () => metrics.observe("gatecast_ticks_total", {}, 1),
+    new Error("metric gatecast_ticks_total is a counter, not a histogram"),
+  );
 });
 
 Deno.test("a new Metrics lists every declared family; counters start at 0 with their initial labels", () => {

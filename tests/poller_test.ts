@@ -12,7 +12,7 @@ import { createDemoSchema } from "../lib/demo_plant.ts";
 import type { Handle } from "../lib/handle.ts";
 import { Logger } from "../lib/log.ts";
 import { MeteredSource } from "../lib/metered_source.ts";
-import { Metrics } from "../lib/metrics.ts";
+import { METRIC_FAMILIES, Metrics } from "../lib/metrics.ts";
 import { Poller } from "../lib/poller.ts";
 import { realHandle } from "../lib/real_handle.ts";
 import { Registry } from "../lib/registry.ts";
@@ -74,7 +74,7 @@ class ControlledSource implements Source {
 
 function setup(codes: string[], options: { wire?: boolean; intervalMs?: number } = {}) {
   const sources = new Map(codes.map((code) => [code, new ControlledSource(code)]));
-  const metrics = new Metrics();
+  const metrics = new Metrics(METRIC_FAMILIES);
   const logs: Record<string, unknown>[] = [];
   const logger = new Logger("debug", (line) => logs.push(JSON.parse(line)));
   let poller: Poller | undefined = undefined;
