@@ -2,7 +2,8 @@
  * Configuration reload (SIGHUP): applies a new configuration to a running server without
  * dropping its connections. Added databases are polled from the next tick; removed ones end
  * their topics with a `DB_REMOVED` error (legacy clients: close 1008); changed ones get a new
- * pool and keep their subscribers; limits take effect at once. `host` and `port` need a restart.
+ * pool and keep their subscribers; limits take effect at once. `host`, `port`, `tls`, `auth`,
+ * `trustedProxies` and `pointsRefreshPolls` need a restart (a reload that changes them says so).
  */
 
 import { retryCap } from "./backoff.ts";
@@ -36,6 +37,14 @@ export function databaseChanges(before: Config, after: Config): DatabaseChanges 
   };
 }
 
+/** Settings read once at start: a reload that changes them says so and keeps the old values. */
+const START_ONLY = ["host", "port", "tls", "auth", "trustedProxies", "pointsRefreshPolls"] as const;
+
+/** The start-only settings that differ between two configurations. Pure. */
+export function restartNeeded(before: Config, after: Config): string[] {
+  return START_ONLY.filter((key) => JSON.stringify(before[key]) !== JSON.stringify(after[key]));
+}
+
 /** The running parts a reload changes. */
 export interface ReloadTarget {
   /** Topics and subscribers. */
@@ -64,10 +73,10 @@ export async function applyReload(
 ): Promise<DatabaseChanges> {
   const { registry, poller, logger } = target;
   const changes = databaseChanges(current, next);
-  if (current.host !== next.host || current.port !== next.port) {
-    logger.warn("host and port changes need a restart; still listening on the old address", {
-      host: current.host,
-      port: current.port,
+  const startOnly = restartNeeded(current, next);
+  if (startOnly.length > 0) {
+    logger.warn("some changed settings need a restart; their old values stay in force", {
+      settings: startOnly.join(","),
     });
   }
   const closing: Promise<void>[] = [];

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { parseConfig } from "../lib/config.ts";
-import { databaseChanges, removedMessage } from "../lib/reload.ts";
+import { databaseChanges, removedMessage, restartNeeded } from "../lib/reload.ts";
 
 const db = (database: string) => ({ host: "127.0.0.1", user: "u", database });
 
@@ -23,5 +23,19 @@ Deno.test("a reload's database changes: added, removed and changed codes", () =>
   assert.deepEqual(
     removedMessage("b", "b/real/1"),
     "database 'b' was removed from the configuration; subscription to 'b/real/1' ended",
+  );
+});
+
+Deno.test("a reload names the changed settings that only a restart applies, and no others", () => {
+  const config = (extra: Record<string, unknown>) =>
+    parseConfig({ auth: { mode: "none" }, databases: {}, ...extra }, () => undefined);
+  const before = config({ port: 4053, pollIntervalMs: 1000 });
+  assert.deepEqual(restartNeeded(before, config({ port: 4053, pollIntervalMs: 500, logLevel: "debug" })), []);
+  assert.deepEqual(
+    restartNeeded(
+      before,
+      config({ port: 4054, pollIntervalMs: 1000, trustedProxies: ["10.0.0.1"], pointsRefreshPolls: 2 }),
+    ),
+    ["port", "trustedProxies", "pointsRefreshPolls"],
   );
 });
