@@ -14,7 +14,7 @@ import type { Config } from "./config.ts";
 import { welcome } from "./fanout.ts";
 import { FrameRate } from "./limits.ts";
 import type { Logger } from "./log.ts";
-import type { Metrics } from "./metrics.ts";
+import type { Counter, Metrics } from "./metrics.ts";
 import {
   ackFrame,
   authenticatedFrame,
@@ -32,6 +32,7 @@ import { LegacyFrameError, type LegacySubscription } from "./legacy.ts";
 import type { Peer, Registry, Subscription } from "./registry.ts";
 import { parseTopic, TopicError, topicKey, type TopicName } from "./topic.ts";
 import { topicAllowed } from "./topic_pattern.ts";
+import { utf8Length } from "./utf8.ts";
 
 /** What a connection needs from the rest of the server. */
 export interface ConnectionContext {
@@ -59,24 +60,27 @@ let lastMeasured = "";
 let lastLength = 0;
 
 /** The UTF-8 length of a frame, remembered for the last frame measured. */
-function utf8Length(text: string): number {
+function measuredLength(text: string): number {
   if (text !== lastMeasured) {
-    let bytes = text.length;
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      if (c < 0x80) continue;
-      if (c < 0x800) {
-        bytes += 1;
-        continue;
-      }
-      const next = text.charCodeAt(i + 1);
-      if (c >= 0xd800 && c <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) i++; // a pair: 4 bytes
-      bytes += 2;
-    }
     lastMeasured = text;
-    lastLength = bytes;
+    lastLength = utf8Length(text);
   }
   return lastLength;
+}
+
+/** The frames and bytes sent counters of a metrics set, resolved once (they count every frame). */
+const sentCountersByMetrics = new WeakMap<Metrics, { frames: Counter; bytes: Counter }>();
+
+function sentCounters(metrics: Metrics): { frames: Counter; bytes: Counter } {
+  let counters = sentCountersByMetrics.get(metrics);
+  if (!counters) {
+    counters = {
+      frames: metrics.counter("gatecast_frames_sent_total"),
+      bytes: metrics.counter("gatecast_sent_bytes_total"),
+    };
+    sentCountersByMetrics.set(metrics, counters);
+  }
+  return counters;
 }
 
 /** A WebSocket client of either protocol. */
@@ -183,12 +187,9 @@ export class Connection implements Peer {
     this.socket.send(text);
     // UTF-8 takes at most 3 bytes per UTF-16 unit, which leaves room for the frame header too.
     this.bufferedBound += text.length * 3;
-    this.context.metrics.inc("gatecast_frames_sent_total");
-    this.context.metrics.inc(
-      "gatecast_sent_bytes_total",
-      {},
-      bytes ?? utf8Length(text),
-    );
+    const sent = sentCounters(this.context.metrics);
+    sent.frames.add();
+    sent.bytes.add(bytes ?? measuredLength(text));
   }
 
   /** Closes the socket with a code and reason and releases every subscription. */

@@ -7,11 +7,10 @@
  * the soft limit) gets no intermediate updates and, once drained, one fresh snapshot.
  */
 
-import { diffPoints, type Point, toLegacyPoint, toV1Point } from "./point.ts";
+import { changesJson, diffPoints, toLegacyPoints, toV1Points, type UnitPoints } from "./point.ts";
 import { staleFrame } from "./protocol.ts";
+import { utf8Length } from "./utf8.ts";
 import type { Subscription, Topic } from "./registry.ts";
-
-const encoder = new TextEncoder();
 
 /**
  * Builds `snapshot`/`update` frames for one topic and tick, one string per `seq`. Subscribers
@@ -20,8 +19,15 @@ const encoder = new TextEncoder();
  */
 class FrameCache {
   private readonly bySeq = new Map<number, string>();
-  private fixedBytes = -1;
-  constructor(private readonly head: string, private readonly tail: string) {}
+  private readonly fixedBytes: number;
+  /**
+   * @param head the frame up to its `seq`
+   * @param tail the rest of the frame after its `seq`
+   * @param tailBytes the UTF-8 length of `tail`
+   */
+  constructor(private readonly head: string, private readonly tail: string, tailBytes: number) {
+    this.fixedBytes = utf8Length(head) + tailBytes;
+  }
   frame(seq: number): string {
     let text = this.bySeq.get(seq);
     if (text === undefined) {
@@ -32,21 +38,30 @@ class FrameCache {
   }
   /** The UTF-8 length of {@link frame}`(seq)`: `seq`'s digits are ASCII. */
   bytes(seq: number): number {
-    if (this.fixedBytes < 0) this.fixedBytes = encoder.encode(this.head + this.tail).length;
     return this.fixedBytes + String(seq).length;
   }
 }
 
-function snapshotFrames(topic: Topic): FrameCache {
-  topic.pointsJson ??= JSON.stringify(topic.points!.map(toV1Point));
+/** `update`/`snapshot` frames: the head up to `seq`, the tail from `ts` on (ASCII) to the body. */
+function frameCache(type: string, topic: Topic, ts: number, body: string, bodyBytes: number): FrameCache {
+  const tailStart = `,"ts":${ts},"${type === "update" ? "changes" : "points"}":`;
   return new FrameCache(
-    `{"type":"snapshot","topic":${topic.keyJson},"seq":`,
-    `,"ts":${topic.ts},"points":${topic.pointsJson}}`,
+    `{"type":"${type}","topic":${topic.keyJson},"seq":`,
+    tailStart + body + "}",
+    tailStart.length + bodyBytes + 1,
   );
 }
 
+function snapshotFrames(topic: Topic): FrameCache {
+  if (topic.pointsJson === undefined) {
+    topic.pointsJson = JSON.stringify(toV1Points(topic.points!));
+    topic.pointsBytes = utf8Length(topic.pointsJson);
+  }
+  return frameCache("snapshot", topic, topic.ts, topic.pointsJson, topic.pointsBytes);
+}
+
 function legacyArray(topic: Topic): string {
-  return topic.legacyJson ??= JSON.stringify(topic.points!.map(toLegacyPoint));
+  return topic.legacyJson ??= JSON.stringify(toLegacyPoints(topic.points!));
 }
 
 /** Sends a frame when the peer admits it; returns the peer's answer. */
@@ -65,7 +80,7 @@ function offer(subscription: Subscription, frames: FrameCache): "send" | "skip" 
  * the changed points to the others, nothing when nothing changed; legacy subscribers get the
  * whole array every time, as the seed sent it.
  */
-export function publishPoll(topic: Topic, points: readonly Point[], now: number): void {
+export function publishPoll(topic: Topic, points: UnitPoints, now: number): void {
   const previous = topic.points;
   const delta = previous === undefined || topic.stale !== undefined
     ? { kind: "reshaped" as const }
@@ -78,17 +93,15 @@ export function publishPoll(topic: Topic, points: readonly Point[], now: number)
     topic.legacyJson = undefined;
   }
   let snapshots: FrameCache | undefined;
-  const updates = delta.kind === "changed"
-    ? new FrameCache(
-      `{"type":"update","topic":${topic.keyJson},"seq":`,
-      `,"ts":${now},"changes":${JSON.stringify(delta.changes)}}`,
-    )
-    : undefined;
+  let updates: FrameCache | undefined;
+  if (delta.kind === "changed") {
+    const changes = changesJson(points, delta.changed);
+    updates = frameCache("update", topic, now, changes.json, changes.bytes);
+  }
   // Unchanged: only subscribers owed a snapshot hear anything. Otherwise everyone does.
   for (const subscription of delta.kind === "unchanged" ? topic.owed : topic.subscriptions) {
     if (subscription.legacy) continue;
-    const owed = topic.owed.has(subscription) || !updates;
-    const answer = owed
+    const answer = updates === undefined || topic.owed.has(subscription)
       ? offer(subscription, snapshots ??= snapshotFrames(topic))
       : offer(subscription, updates);
     // A held-back frame means this subscriber needs a snapshot to catch up; a dropped

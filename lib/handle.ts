@@ -4,7 +4,7 @@
  * units, so that one poll serves every subscriber of every unit.
  */
 
-import type { Point } from "./point.ts";
+import type { UnitPoints } from "./point.ts";
 import type { Source } from "./source.ts";
 
 /** A kind of data, read through any {@link Source}. */
@@ -15,7 +15,7 @@ export interface Handle {
   readonly queriesPerFetch: number;
   /**
    * Reads the points of every unit in `unitIds`. Every requested unit is in the result; a unit
-   * with no points maps to an empty array. Rejects with the source's error.
+   * with no points maps to empty arrays. Rejects with the source's error.
    */
-  fetch(source: Source, unitIds: readonly number[]): Promise<Map<number, Point[]>>;
+  fetch(source: Source, unitIds: readonly number[]): Promise<Map<number, UnitPoints>>;
 }

@@ -109,6 +109,12 @@ export const METRIC_FAMILIES: readonly FamilyInfo[] = [
   },
 ];
 
+/** One counter series; see {@link Metrics.counter}. */
+export interface Counter {
+  /** Adds `by` (default 1). */
+  add(by?: number): void;
+}
+
 /** A set of metric families. */
 export class Metrics {
   private readonly families = new Map<string, Family>();
@@ -129,6 +135,25 @@ export class Metrics {
   /** Adds `by` (default 1) to a counter. */
   inc(name: string, labels: Labels = {}, by = 1): void {
     this.series(name, "counter", labels).value += by;
+  }
+
+  /**
+   * One counter series, resolved once, for hot paths: `add` costs no lookup. Counts the same
+   * series as {@link inc} with the same name and labels.
+   *
+   * @example
+   * ```ts
+   * const framesSent = metrics.counter("gatecast_frames_sent_total");
+   * framesSent.add(); // per frame
+   * ```
+   */
+  counter(name: string, labels: Labels = {}): Counter {
+    const s = this.series(name, "counter", labels);
+    return {
+      add(by = 1) {
+        s.value += by;
+      },
+    };
   }
 
   /** Records one observation, in seconds, in a histogram over {@link DURATION_BUCKETS}. */

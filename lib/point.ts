@@ -5,6 +5,8 @@
  * array) and the diff between two polls of one topic.
  */
 
+import { utf8Length } from "./utf8.ts";
+
 /** A value read from the database, after normalization to JSON-safe scalars. */
 export type Scalar = string | number | boolean | null;
 
@@ -34,56 +36,121 @@ export interface Point {
   readonly value: Scalar | undefined;
 }
 
-/** One changed value, as carried by `update` frames. */
-export interface PointChange {
-  /** The point's address. */
-  readonly address: Scalar;
-  /** The point's code. */
-  readonly code: Scalar;
-  /** The new value (`null` when none). */
-  readonly value: Scalar;
+/** A point without its value: one `archive_device` row. */
+export type PointMetadata = Omit<Point, "value">;
+
+/**
+ * One unit's poll, kept as two parallel arrays: the points' metadata and their values, index
+ * for index. Metadata rarely changes, so a handle hands out the same `metadata` array poll after
+ * poll while it stays the same; only `values` is new each poll. That spares building a point
+ * object per value per poll, and lets the diff skip comparing metadata it has already seen.
+ */
+export interface UnitPoints {
+  /** The points' metadata, in the order they are sent. */
+  readonly metadata: readonly PointMetadata[];
+  /** `values[i]` is the value of `metadata[i]`; `undefined` when no data row or column exists. */
+  readonly values: readonly (Scalar | undefined)[];
+}
+
+/** The points of a unit as whole {@link Point} objects (metadata with value). */
+export function joinPoints(unit: UnitPoints): Point[] {
+  return unit.metadata.map((point, i) => ({ ...point, value: unit.values[i] }));
 }
 
 /** The difference between two successive polls of one topic. */
 export type PointsDelta =
   | { readonly kind: "unchanged" }
-  | { readonly kind: "changed"; readonly changes: PointChange[] }
+  /** `changed` holds the indexes of the points whose value changed, in order. */
+  | { readonly kind: "changed"; readonly changed: readonly number[] }
   /** The set of points, their order or their metadata changed: send a fresh snapshot. */
   | { readonly kind: "reshaped" };
 
-/** The point as a protocol v1 object: `value` is `null` when missing. */
-export function toV1Point(point: Point): Point & { value: Scalar } {
-  return point.value === undefined ? { ...point, value: null } : point as Point & { value: Scalar };
+/** The points as protocol v1 objects: a missing value is `null`. */
+export function toV1Points(unit: UnitPoints): Point[] {
+  return unit.metadata.map((point, i) => ({ ...point, value: unit.values[i] ?? null }));
 }
 
-/** The point as the seed sent it: `value` is `""` when missing, `null` when the column is NULL. */
-export function toLegacyPoint(point: Point): Point & { value: Scalar } {
-  return point.value === undefined ? { ...point, value: "" } : point as Point & { value: Scalar };
+/** The points as the seed sent them: a missing value is `""`, a NULL column `null`. */
+export function toLegacyPoints(unit: UnitPoints): Point[] {
+  return unit.metadata.map((point, i) => ({
+    ...point,
+    value: unit.values[i] === undefined ? "" : unit.values[i],
+  }));
 }
 
 /**
- * Compares two polls of one topic.
+ * Compares two polls of one topic. When both share one `metadata` array only values are
+ * compared; otherwise every point's metadata is compared too.
  *
  * @example
  * ```ts
- * diffPoints(before, after); // { kind: "changed", changes: [{ address: "GW1", code: "ua", value: 229.1 }] }
+ * diffPoints(before, after); // { kind: "changed", changed: [0] }
  * ```
  */
-export function diffPoints(previous: readonly Point[], next: readonly Point[]): PointsDelta {
-  if (previous.length !== next.length) return { kind: "reshaped" };
-  const changes: PointChange[] = [];
-  for (let i = 0; i < next.length; i++) {
-    const a = previous[i];
-    const b = next[i];
-    if (!sameMetadata(a, b)) return { kind: "reshaped" };
-    const before = a.value ?? null;
-    const after = b.value ?? null;
-    if (before !== after) changes.push({ address: b.address, code: b.code, value: after });
+export function diffPoints(previous: UnitPoints, next: UnitPoints): PointsDelta {
+  if (previous.metadata !== next.metadata && !sameMetadataList(previous.metadata, next.metadata)) {
+    return { kind: "reshaped" };
   }
-  return changes.length === 0 ? { kind: "unchanged" } : { kind: "changed", changes };
+  const changed: number[] = [];
+  const before = previous.values;
+  const after = next.values;
+  for (let i = 0; i < after.length; i++) {
+    if ((before[i] ?? null) !== (after[i] ?? null)) changed.push(i);
+  }
+  return changed.length === 0 ? { kind: "unchanged" } : { kind: "changed", changed };
 }
 
-function sameMetadata(a: Point, b: Point): boolean {
+/** Whether two metadata lists describe the same points in the same order. */
+export function sameMetadataList(a: readonly PointMetadata[], b: readonly PointMetadata[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!sameMetadata(a[i], b[i])) return false;
+  return true;
+}
+
+/** Each point's start of its change object in `update` frames, and its UTF-8 length. */
+interface ChangePrefixes {
+  readonly text: readonly string[];
+  readonly bytes: readonly number[];
+}
+
+/** Change prefixes per metadata list; a list is handed out poll after poll while unchanged. */
+const changePrefixes = new WeakMap<readonly PointMetadata[], ChangePrefixes>();
+
+/** The JSON of the changes an `update` frame carries, with its UTF-8 length. */
+export interface ChangesJson {
+  /** `[{"address":…,"code":…,"value":…},…]`, `value` `null` when missing. */
+  readonly json: string;
+  /** UTF-8 length of {@link json}. */
+  readonly bytes: number;
+}
+
+/**
+ * The JSON array of `update` changes, one `{"address","code","value"}` per changed point. Each
+ * point's `{"address":…,"code":…,"value":` is serialized (and measured) once per metadata list,
+ * not once per change, and only string values are scanned for their UTF-8 length.
+ */
+export function changesJson(unit: UnitPoints, changed: readonly number[]): ChangesJson {
+  let prefixes = changePrefixes.get(unit.metadata);
+  if (!prefixes) {
+    const text = unit.metadata.map((p) =>
+      `{"address":${JSON.stringify(p.address)},"code":${JSON.stringify(p.code)},"value":`
+    );
+    prefixes = { text, bytes: text.map(utf8Length) };
+    changePrefixes.set(unit.metadata, prefixes);
+  }
+  let json = "[";
+  let bytes = 2 + Math.max(0, changed.length - 1); // the brackets and the commas
+  for (let k = 0; k < changed.length; k++) {
+    const i = changed[k];
+    const value = unit.values[i] ?? null;
+    const valueJson = JSON.stringify(value);
+    json += (k === 0 ? "" : ",") + prefixes.text[i] + valueJson + "}";
+    bytes += prefixes.bytes[i] + (typeof value === "string" ? utf8Length(valueJson) : valueJson.length) + 1;
+  }
+  return { json: json + "]", bytes };
+}
+
+function sameMetadata(a: PointMetadata, b: PointMetadata): boolean {
   return a.code === b.code && a.address === b.address && a.recode === b.recode &&
     a.name === b.name && a.rename === b.rename && a.show_id === b.show_id &&
     a.gateway_id === b.gateway_id && a.address_type === b.address_type;

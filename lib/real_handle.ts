@@ -3,14 +3,16 @@
  * queries per poll for any number of units (the seed ran 1 + N per unit).
  *
  * Point metadata (`archive_device`) changes rarely and is the bulk of the rows, so it is
- * cached: each poll re-reads the metadata of a slice of the units (every unit at least once per
- * `pointsRefreshPolls` polls, new units at once), then reads the values of every cached
- * address. A point's `code` names a column of `device_data_real`; that name is looked up in
+ * cached: each poll reads the values of every cached address and, at the same time on a second
+ * connection, re-reads the metadata of a slice of the units (every unit at least once per
+ * `pointsRefreshPolls` polls). A unit polled for the first time has its metadata read first,
+ * then the values. Re-read metadata that names an address the poll did not read is used from
+ * the next poll on, so a point is never shown without a value it has. A point's `code` names a column of `device_data_real`; that name is looked up in
  * the returned row, never put into SQL, so a hostile or odd `code` can only yield "no value".
  */
 
 import type { Handle } from "./handle.ts";
-import { type Point, type Scalar, toScalar } from "./point.ts";
+import { type PointMetadata, sameMetadataList, type Scalar, toScalar, type UnitPoints } from "./point.ts";
 import type { Row, Source } from "./source.ts";
 
 /** `?, ?, ?` for n placeholders. */
@@ -29,23 +31,33 @@ function valuesSql(addresses: number): string {
   return "SELECT * FROM `device_data_real` WHERE `equip_address` IN (" + placeholders(addresses) + ")";
 }
 
-/** A point without its value: one cached `archive_device` row. */
-type PointMetadata = Omit<Point, "value">;
-
 /** Options of {@link createRealHandle}. */
 export interface RealHandleOptions {
   /**
    * Each unit's point metadata is re-read at least once every this many polls (1: every
    * poll). Values are read every poll. A renamed, added or removed point reaches subscribers
-   * (as a fresh snapshot) within that many polls.
+   * (as a fresh snapshot) within that many polls, or one more when it names an address the
+   * poll that re-read it did not read.
    */
   readonly pointsRefreshPolls: number;
+}
+
+/** One unit's cached metadata, with what each poll needs of it worked out once. */
+interface CachedUnit {
+  /** Handed out with every poll's values while unchanged (see {@link UnitPoints}). */
+  readonly metadata: readonly PointMetadata[];
+  /** `String(address)` of each point; `undefined` for a point without an address. */
+  readonly keys: readonly (string | undefined)[];
+  /** The unit's distinct addresses. */
+  readonly addresses: readonly string[];
 }
 
 /** Per source: the cached metadata of every unit polled, and the count of polls. */
 interface MetadataCache {
   polls: number;
-  readonly units: Map<number, PointMetadata[]>;
+  readonly units: Map<number, CachedUnit>;
+  /** Re-read metadata with an address the poll that read it had no value for: used next poll. */
+  readonly next: Map<number, CachedUnit>;
 }
 
 /**
@@ -54,7 +66,7 @@ interface MetadataCache {
  * @example
  * ```ts
  * const real = createRealHandle({ pointsRefreshPolls: 10 });
- * const byUnit = await real.fetch(source, [12, 13]); // Map { 12 => [...], 13 => [...] }
+ * const byUnit = await real.fetch(source, [12, 13]); // Map { 12 => { metadata, values }, ... }
  * ```
  */
 export function createRealHandle(options: RealHandleOptions): Handle {
@@ -62,53 +74,94 @@ export function createRealHandle(options: RealHandleOptions): Handle {
   return {
     name: "real",
     queriesPerFetch: 2,
-    async fetch(source: Source, unitIds: readonly number[]): Promise<Map<number, Point[]>> {
+    async fetch(source: Source, unitIds: readonly number[]): Promise<Map<number, UnitPoints>> {
       let cache = caches.get(source);
       if (!cache) {
-        cache = { polls: 0, units: new Map() };
+        cache = { polls: 0, units: new Map(), next: new Map() };
         caches.set(source, cache);
       }
-      const poll = cache.polls++;
-      // New units now; known ones in turn, spread evenly over the polls by unit id.
-      const refresh = unitIds.filter((id) =>
-        !cache.units.has(id) || (id + poll) % options.pointsRefreshPolls === 0
-      );
-      if (refresh.length > 0) {
-        const fresh = groupByUnit(await source.select(pointsSql(refresh.length), refresh));
-        for (const id of refresh) cache.units.set(id, fresh.get(id) ?? []);
-      }
+      const { units, next } = cache;
+      for (const [id, unit] of next) units.set(id, unit);
+      next.clear();
       const wanted = new Set(unitIds);
-      for (const id of cache.units.keys()) if (!wanted.has(id)) cache.units.delete(id);
+      for (const id of units.keys()) if (!wanted.has(id)) units.delete(id);
 
-      const addresses = new Set<string>();
-      for (const id of unitIds) {
-        for (const point of cache.units.get(id)!) {
-          if (point.address !== null) addresses.add(String(point.address));
+      const poll = cache.polls++;
+      // Known units are re-read in turn, spread evenly over the polls by unit id.
+      const due = unitIds.filter((id) => units.has(id) && (id + poll) % options.pointsRefreshPolls === 0);
+      const unknown = unitIds.filter((id) => !units.has(id));
+      /** Takes in re-read metadata; with `read`, only where every address was among those read. */
+      const renew = (refreshed: Map<number, PointMetadata[]>, read?: ReadonlySet<string>) => {
+        for (const id of due) {
+          const metadata = refreshed.get(id) ?? [];
+          // Unchanged metadata keeps its array, so the diff and the frame caches see it as such.
+          if (sameMetadataList(units.get(id)!.metadata, metadata)) continue;
+          const unit = cachedUnit(metadata);
+          // An address this poll read no value for waits for the next poll, not to show "no value".
+          if (!read || unit.addresses.every((address) => read.has(address))) units.set(id, unit);
+          else next.set(id, unit);
         }
+      };
+      let dataRows: Row[];
+      if (unknown.length > 0) {
+        // A new unit's values cannot be asked for before its addresses are known.
+        const refreshed = await readMetadata(source, [...unknown, ...due]);
+        for (const id of unknown) units.set(id, cachedUnit(refreshed.get(id) ?? []));
+        renew(refreshed);
+        dataRows = await readValues(source, addressesOf(units, unitIds));
+      } else {
+        // Both queries at once: the values of the cached addresses, and the metadata due.
+        const addresses = addressesOf(units, unitIds);
+        let refreshed: Map<number, PointMetadata[]>;
+        [refreshed, dataRows] = await Promise.all([readMetadata(source, due), readValues(source, addresses)]);
+        renew(refreshed, addresses);
       }
-      const dataRows = addresses.size === 0
-        ? []
-        : await source.select(valuesSql(addresses.size), [...addresses]);
       const dataByAddress = new Map<string, Row>();
       for (const row of dataRows) {
         const address = String(row.equip_address);
         if (!dataByAddress.has(address)) dataByAddress.set(address, row); // the seed's LIMIT 1
       }
-      const result = new Map<number, Point[]>();
+      const result = new Map<number, UnitPoints>();
       for (const id of unitIds) {
-        result.set(
-          id,
-          cache.units.get(id)!.map((point) => ({
-            ...point,
-            value: point.address === null
-              ? undefined
-              : readValue(dataByAddress.get(String(point.address)), point.code),
-          })),
-        );
+        const { metadata, keys } = units.get(id)!;
+        const values = new Array<Scalar | undefined>(metadata.length);
+        for (let i = 0; i < metadata.length; i++) {
+          const key = keys[i];
+          values[i] = key === undefined ? undefined : readValue(dataByAddress.get(key), metadata[i].code);
+        }
+        result.set(id, { metadata, values });
       }
       return result;
     },
   };
+}
+
+/** The metadata of these units (none asked: no query). */
+async function readMetadata(
+  source: Source,
+  unitIds: readonly number[],
+): Promise<Map<number, PointMetadata[]>> {
+  return unitIds.length === 0
+    ? new Map()
+    : groupByUnit(await source.select(pointsSql(unitIds.length), unitIds));
+}
+
+/** The data rows of these addresses (none asked: no query). */
+async function readValues(source: Source, addresses: ReadonlySet<string>): Promise<Row[]> {
+  return addresses.size === 0 ? [] : await source.select(valuesSql(addresses.size), [...addresses]);
+}
+
+/** The distinct addresses of these (cached) units. */
+function addressesOf(units: ReadonlyMap<number, CachedUnit>, unitIds: readonly number[]): Set<string> {
+  const addresses = new Set<string>();
+  for (const id of unitIds) for (const address of units.get(id)!.addresses) addresses.add(address);
+  return addresses;
+}
+
+function cachedUnit(metadata: PointMetadata[]): CachedUnit {
+  const keys = metadata.map((point) => point.address === null ? undefined : String(point.address));
+  const addresses = [...new Set(keys.filter((key) => key !== undefined))];
+  return { metadata, keys, addresses };
 }
 
 /** A `real` handle that re-reads every unit's metadata on every poll (no caching across polls). */

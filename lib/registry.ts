@@ -4,7 +4,7 @@
  * with no subscribers is forgotten at once, and its group with it when the group empties.
  */
 
-import type { Point } from "./point.ts";
+import type { UnitPoints } from "./point.ts";
 import type { TopicName } from "./topic.ts";
 
 /** What the registry and fan-out need of a connection. */
@@ -44,13 +44,15 @@ export class Topic {
   /** v1 subscriptions owed a fresh snapshot (new, held back while slow, or after `stale`). */
   readonly owed = new Set<Subscription>();
   /** The latest good poll; `undefined` before the first. */
-  points: readonly Point[] | undefined;
+  points: UnitPoints | undefined;
   /** Time of the latest good poll that changed something, in ms since the epoch. */
   ts = 0;
   /** Set while the topic's database is failing: the message sent in `stale` frames. */
   stale: string | undefined;
   /** Cache of the v1 `points` array as JSON, for the current `points`. */
   pointsJson: string | undefined;
+  /** UTF-8 length of {@link pointsJson}. */
+  pointsBytes = 0;
   /** Cache of the legacy array as JSON, for the current `points`. */
   legacyJson: string | undefined;
   /** `JSON.stringify(key)`, ready to splice into frames. */

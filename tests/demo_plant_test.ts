@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { createDemoSchema, startDemoPlant } from "../lib/demo_plant.ts";
+import { joinPoints } from "../lib/point.ts";
 import { realHandle } from "../lib/real_handle.ts";
 import { SqliteSource } from "../lib/sqlite_source.ts";
 import { delay } from "./support/app.ts";
@@ -38,8 +39,8 @@ Deno.test("every demo gateway has a data row with a value in each measurement co
   const source = new SqliteSource("demo", db);
   try {
     const units = await realHandle.fetch(source, [1, 2, 3]);
-    assert.deepEqual([...units.values()].map((points) => points.length), [10, 15, 5]);
-    const first = units.get(1)![0];
+    assert.deepEqual([...units.values()].map((unit) => unit.values.length), [10, 15, 5]);
+    const first = joinPoints(units.get(1)!)[0];
     assert.deepEqual(first, {
       code: "ua",
       recode: "UA",
@@ -51,8 +52,8 @@ Deno.test("every demo gateway has a data row with a value in each measurement co
       address_type: "modbus",
       value: 230,
     });
-    for (const points of units.values()) {
-      for (const point of points) {
+    for (const unit of units.values()) {
+      for (const point of joinPoints(unit)) {
         assert.equal(typeof point.value, "number", `${point.address} ${point.code}`);
       }
     }
@@ -67,7 +68,7 @@ Deno.test("a started demo plant serves the source 'demo' and an example subscrip
     assert.deepEqual([...plant.sources.keys()], ["demo"]);
     const source = plant.sources.get("demo")!;
     assert.equal(source.code, "demo");
-    assert.equal((await realHandle.fetch(source, [3])).get(3)!.length, 5);
+    assert.equal((await realHandle.fetch(source, [3])).get(3)!.values.length, 5);
     assert.equal(
       plant.exampleCommand("ws://127.0.0.1:4053/ws"),
       'send {"type":"subscribe","id":1,"topic":"demo/real/1"} to ws://127.0.0.1:4053/ws (units 1-3)',
@@ -82,7 +83,7 @@ Deno.test("the simulator changes some readings within a few seconds", async () =
   try {
     const source = plant.sources.get("demo")!;
     const read = async () =>
-      JSON.stringify([...(await realHandle.fetch(source, [1, 2, 3])).values()].flat().map((p) => p.value));
+      JSON.stringify([...(await realHandle.fetch(source, [1, 2, 3])).values()].map((unit) => unit.values));
     const before = await read();
     let after = before;
     for (let i = 0; i < 40 && after === before; i++) {

@@ -6,25 +6,17 @@
 
 import assert from "node:assert/strict";
 import { publishPoll, publishStale, welcome } from "../lib/fanout.ts";
-import type { Point } from "../lib/point.ts";
-import { Registry, type Subscription } from "../lib/registry.ts";
+import { joinPoints, type Point } from "../lib/point.ts";
+import { Registry, type Subscription, type Topic } from "../lib/registry.ts";
 import { parseTopic } from "../lib/topic.ts";
 import { FakePeer } from "./support/fake_peer.ts";
+import { point, unitPoints } from "./support/points.ts";
 
 const TOPIC = "plant1/real/12";
 
-function point(address: string, code: string, value: Point["value"], rename = `${address} ${code}`): Point {
-  return {
-    code,
-    recode: code.toUpperCase(),
-    name: code,
-    rename,
-    show_id: 1,
-    address,
-    gateway_id: 1,
-    address_type: "modbus",
-    value,
-  };
+/** Publishes a poll given as whole points. */
+function publish(topic: Topic, points: Point[], now: number): void {
+  publishPoll(topic, unitPoints(points), now);
 }
 
 const POLL_1 = [point("GW1", "ua", 229.5), point("GW1", "ia", 10), point("GW2", "ua", undefined)];
@@ -54,7 +46,7 @@ function subscribe(registry: Registry, legacy = false): { peer: FakePeer; subscr
 
 Deno.test("the first poll sends a snapshot with seq 1 and every point to each v1 subscriber", () => {
   const { peers, topic } = setup(false, false);
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   for (const peer of peers) {
     assert.deepEqual(peer.frames(), [{
       type: "snapshot",
@@ -65,13 +57,13 @@ Deno.test("the first poll sends a snapshot with seq 1 and every point to each v1
     }]);
   }
   assert.equal(topic.owed.size, 0);
-  assert.equal(topic.points, POLL_1);
+  assert.deepEqual(joinPoints(topic.points!), POLL_1);
   assert.equal(topic.ts, 1000);
 });
 
 Deno.test("a snapshot frame has exactly the contract's keys in order", () => {
   const { peers, topic } = setup(false);
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   assert.equal(
     peers[0].sent[0],
     `{"type":"snapshot","topic":"plant1/real/12","seq":1,"ts":1000,"points":${JSON.stringify(v1(POLL_1))}}`,
@@ -80,13 +72,13 @@ Deno.test("a snapshot frame has exactly the contract's keys in order", () => {
 
 Deno.test("a poll with changed values sends an update carrying only the changes", () => {
   const { peers, topic } = setup(false);
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   peers[0].take();
-  publishPoll(topic, POLL_2, 2000);
+  publish(topic, POLL_2, 2000);
   assert.deepEqual(peers[0].sent, [
     `{"type":"update","topic":"plant1/real/12","seq":2,"ts":2000,"changes":[{"address":"GW1","code":"ua","value":230.25}]}`,
   ]);
-  publishPoll(topic, POLL_3, 3000);
+  publish(topic, POLL_3, 3000);
   assert.deepEqual(peers[0].frames()[1], {
     type: "update",
     topic: TOPIC,
@@ -98,24 +90,24 @@ Deno.test("a poll with changed values sends an update carrying only the changes"
 
 Deno.test("a poll with nothing changed sends no frame to v1 subscribers and keeps the snapshot time", () => {
   const { peers, topic } = setup(false, false);
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   peers.forEach((p) => p.take());
-  publishPoll(topic, POLL_1.map((p) => ({ ...p })), 2000);
-  publishPoll(topic, POLL_1.map((p) => ({ ...p })), 3000);
+  publish(topic, POLL_1.map((p) => ({ ...p })), 2000);
+  publish(topic, POLL_1.map((p) => ({ ...p })), 3000);
   assert.deepEqual(peers.map((p) => p.sent), [[], []]);
   assert.equal(topic.ts, 1000);
 });
 
 Deno.test("seq counts per subscription: a later subscriber starts at 1 while an earlier one goes on", () => {
   const { registry, peers, topic } = setup(false);
-  publishPoll(topic, POLL_1, 1000);
-  publishPoll(topic, POLL_2, 2000);
+  publish(topic, POLL_1, 1000);
+  publish(topic, POLL_2, 2000);
   const late = subscribe(registry);
   welcome(late.subscription);
   assert.deepEqual(late.peer.frames().map((f) => [f.type, f.seq]), [["snapshot", 1]]);
   assert.deepEqual(late.peer.frames()[0].points, v1(POLL_2));
   assert.equal(late.peer.frames()[0].ts, 2000);
-  publishPoll(topic, POLL_3, 3000);
+  publish(topic, POLL_3, 3000);
   assert.deepEqual(peers[0].frames().map((f) => [f.type, f.seq]), [["snapshot", 1], ["update", 2], [
     "update",
     3,
@@ -126,8 +118,8 @@ Deno.test("seq counts per subscription: a later subscriber starts at 1 while an 
 
 Deno.test("subscribers at the same seq get the same frame text; another seq differs only in seq", () => {
   const { registry, peers, topic } = setup(false, false, false);
-  publishPoll(topic, POLL_1, 1000);
-  publishPoll(topic, POLL_2, 2000);
+  publish(topic, POLL_1, 1000);
+  publish(topic, POLL_2, 2000);
   const late = subscribe(registry);
   welcome(late.subscription);
   assert.equal(
@@ -137,7 +129,7 @@ Deno.test("subscribers at the same seq get the same frame text; another seq diff
       JSON.stringify(v1(POLL_2)),
     ),
   );
-  publishPoll(topic, POLL_3, 3000);
+  publish(topic, POLL_3, 3000);
   assert.equal(peers[0].sent[2], peers[1].sent[2]);
   assert.equal(peers[1].sent[2], peers[2].sent[2]);
   assert.equal(JSON.parse(peers[0].sent[2]).seq, 3);
@@ -147,14 +139,14 @@ Deno.test("subscribers at the same seq get the same frame text; another seq diff
 Deno.test("a subscriber that is behind gets no updates, then one snapshot with its next seq", () => {
   const { peers, topic } = setup(false, false);
   const [slow, fast] = peers;
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   slow.take();
   slow.admits = "skip";
-  publishPoll(topic, POLL_2, 2000);
+  publish(topic, POLL_2, 2000);
   assert.deepEqual(slow.sent, []);
   assert.ok(topic.owed.has([...topic.subscriptions][0]));
   slow.admits = "send";
-  publishPoll(topic, POLL_2.map((p) => ({ ...p })), 3000); // nothing changed, but slow is owed a snapshot
+  publish(topic, POLL_2.map((p) => ({ ...p })), 3000); // nothing changed, but slow is owed a snapshot
   assert.deepEqual(slow.frames(), [{ type: "snapshot", topic: TOPIC, seq: 2, ts: 2000, points: v1(POLL_2) }]);
   assert.deepEqual(fast.frames().map((f) => [f.type, f.seq]), [["snapshot", 1], ["update", 2]]);
 });
@@ -162,12 +154,12 @@ Deno.test("a subscriber that is behind gets no updates, then one snapshot with i
 Deno.test("a subscriber caught up by a snapshot in a tick with changes gets no update in that tick", () => {
   const { peers, topic } = setup(false, false);
   const [slow, fast] = peers;
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   slow.take();
   slow.admits = "skip";
-  publishPoll(topic, POLL_2, 2000);
+  publish(topic, POLL_2, 2000);
   slow.admits = "send";
-  publishPoll(topic, POLL_3, 3000);
+  publish(topic, POLL_3, 3000);
   assert.deepEqual(slow.frames(), [{ type: "snapshot", topic: TOPIC, seq: 2, ts: 3000, points: v1(POLL_3) }]);
   assert.deepEqual(fast.frames().map((f) => [f.type, f.seq]), [["snapshot", 1], ["update", 2], [
     "update",
@@ -177,10 +169,10 @@ Deno.test("a subscriber caught up by a snapshot in a tick with changes gets no u
 
 Deno.test("a subscriber dropped for not reading is not owed a snapshot (its connection is gone)", () => {
   const { peers, subscriptions, topic } = setup(false);
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   peers[0].take();
   peers[0].admits = "dropped";
-  publishPoll(topic, POLL_2, 2000);
+  publish(topic, POLL_2, 2000);
   assert.deepEqual(peers[0].sent, []);
   assert.ok(!topic.owed.has(subscriptions[0]));
 });
@@ -188,18 +180,18 @@ Deno.test("a subscriber dropped for not reading is not owed a snapshot (its conn
 Deno.test("a dropped subscriber is sent nothing", () => {
   const { peers, topic } = setup(false, true);
   peers.forEach((p) => p.admits = "dropped");
-  publishPoll(topic, POLL_1, 1000);
-  publishPoll(topic, POLL_2, 2000);
+  publish(topic, POLL_1, 1000);
+  publish(topic, POLL_2, 2000);
   publishStale(topic, "down");
   assert.deepEqual(peers.map((p) => p.sent), [[], []]);
 });
 
 Deno.test("a change of the point set sends every v1 subscriber a fresh snapshot instead of an update", () => {
   const { peers, topic } = setup(false);
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   peers[0].take();
-  const renamed = [point("GW1", "ua", 229.5, "Main voltage"), ...POLL_1.slice(1)];
-  publishPoll(topic, renamed, 2000);
+  const renamed = [point("GW1", "ua", 229.5, { rename: "Main voltage" }), ...POLL_1.slice(1)];
+  publish(topic, renamed, 2000);
   assert.deepEqual(peers[0].frames(), [{
     type: "snapshot",
     topic: TOPIC,
@@ -207,14 +199,14 @@ Deno.test("a change of the point set sends every v1 subscriber a fresh snapshot 
     ts: 2000,
     points: v1(renamed),
   }]);
-  publishPoll(topic, POLL_1.slice(0, 2), 3000);
+  publish(topic, POLL_1.slice(0, 2), 3000);
   assert.deepEqual(peers[0].frames()[1].type, "snapshot");
   assert.deepEqual(peers[0].frames()[1].points.length, 2);
 });
 
 Deno.test("a failed poll sends one stale frame per outage, then a snapshot on recovery", () => {
   const { peers, topic } = setup(false);
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   peers[0].take();
   publishStale(topic, "database 'plant1' is unavailable: ECONNREFUSED");
   publishStale(topic, "database 'plant1' is unavailable: ECONNREFUSED");
@@ -226,7 +218,7 @@ Deno.test("a failed poll sends one stale frame per outage, then a snapshot on re
     message: "database 'plant1' is unavailable: ECONNREFUSED",
   }]);
   peers[0].take();
-  publishPoll(topic, POLL_1.map((p) => ({ ...p })), 5000); // same values: still a fresh snapshot
+  publish(topic, POLL_1.map((p) => ({ ...p })), 5000); // same values: still a fresh snapshot
   assert.deepEqual(peers[0].frames(), [{
     type: "snapshot",
     topic: TOPIC,
@@ -242,15 +234,15 @@ Deno.test("a failed poll sends one stale frame per outage, then a snapshot on re
 Deno.test("a topic whose first poll fails gets stale, then its first snapshot with seq 1", () => {
   const { peers, topic } = setup(false);
   publishStale(topic, "down");
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   assert.deepEqual(peers[0].frames().map((f) => [f.type, f.seq]), [["stale", undefined], ["snapshot", 1]]);
 });
 
 Deno.test("legacy subscribers get the whole seed array every poll, changed or not, and nothing when stale", () => {
   const { peers, topic } = setup(true, true);
-  publishPoll(topic, POLL_1, 1000);
-  publishPoll(topic, POLL_1.map((p) => ({ ...p })), 2000);
-  publishPoll(topic, POLL_2, 3000);
+  publish(topic, POLL_1, 1000);
+  publish(topic, POLL_1.map((p) => ({ ...p })), 2000);
+  publish(topic, POLL_2, 3000);
   publishStale(topic, "down");
   for (const peer of peers) {
     assert.deepEqual(peer.frames(), [legacyArray(POLL_1), legacyArray(POLL_1), legacyArray(POLL_2)]);
@@ -261,14 +253,14 @@ Deno.test("legacy subscribers get the whole seed array every poll, changed or no
 
 Deno.test("legacy and v1 subscribers of one topic each get their own form", () => {
   const { peers, topic } = setup(false, true);
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   assert.equal(peers[0].frames()[0].type, "snapshot");
   assert.deepEqual(peers[1].frames()[0], legacyArray(POLL_1));
 });
 
 Deno.test("welcome serves a polled topic's cached snapshot with seq 1", () => {
   const { registry, topic } = setup(false);
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   const { peer, subscription } = subscribe(registry);
   welcome(subscription);
   assert.deepEqual(peer.frames(), [{ type: "snapshot", topic: TOPIC, seq: 1, ts: 1000, points: v1(POLL_1) }]);
@@ -280,13 +272,13 @@ Deno.test("welcome sends nothing before the first poll; that poll sends the snap
   const { peer, subscription } = subscribe(registry);
   welcome(subscription);
   assert.deepEqual(peer.sent, []);
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   assert.deepEqual(peer.frames().map((f) => [f.type, f.seq]), [["snapshot", 1]]);
 });
 
 Deno.test("welcome on a stale topic sends the stale frame, and recovery sends the snapshot", () => {
   const { registry, topic } = setup(false);
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   publishStale(topic, "down");
   const { peer, subscription } = subscribe(registry);
   welcome(subscription);
@@ -296,14 +288,14 @@ Deno.test("welcome on a stale topic sends the stale frame, and recovery sends th
     code: "SOURCE_UNAVAILABLE",
     message: "down",
   }]);
-  publishPoll(topic, POLL_1, 2000);
+  publish(topic, POLL_1, 2000);
   assert.deepEqual(peer.frames()[1].type, "snapshot");
   assert.deepEqual(peer.frames()[1].seq, 1);
 });
 
 Deno.test("welcome gives a legacy subscriber the array at once, and nothing while stale", () => {
   const { registry, topic } = setup(false);
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   const legacy = subscribe(registry, true);
   welcome(legacy.subscription);
   assert.deepEqual(legacy.peer.frames(), [legacyArray(POLL_1)]);
@@ -315,8 +307,8 @@ Deno.test("welcome gives a legacy subscriber the array at once, and nothing whil
 
 Deno.test("welcome of a repeated subscribe starts seq over at 1 with a fresh snapshot", () => {
   const { peers, subscriptions, topic } = setup(false);
-  publishPoll(topic, POLL_1, 1000);
-  publishPoll(topic, POLL_2, 2000);
+  publish(topic, POLL_1, 1000);
+  publish(topic, POLL_2, 2000);
   peers[0].take();
   welcome(subscriptions[0]);
   assert.deepEqual(peers[0].frames(), [{
@@ -326,19 +318,19 @@ Deno.test("welcome of a repeated subscribe starts seq over at 1 with a fresh sna
     ts: 2000,
     points: v1(POLL_2),
   }]);
-  publishPoll(topic, POLL_3, 3000);
+  publish(topic, POLL_3, 3000);
   assert.deepEqual(peers[0].frames()[1].seq, 2);
 });
 
 Deno.test("welcome of a subscriber that is behind holds the snapshot until the next poll", () => {
   const { registry, topic } = setup(false);
-  publishPoll(topic, POLL_1, 1000);
+  publish(topic, POLL_1, 1000);
   const { peer, subscription } = subscribe(registry);
   peer.admits = "skip";
   welcome(subscription);
   assert.deepEqual(peer.sent, []);
   assert.ok(topic.owed.has(subscription));
   peer.admits = "send";
-  publishPoll(topic, POLL_2, 2000);
+  publish(topic, POLL_2, 2000);
   assert.deepEqual(peer.frames(), [{ type: "snapshot", topic: TOPIC, seq: 1, ts: 2000, points: v1(POLL_2) }]);
 });

@@ -27,6 +27,17 @@ Deno.test("a counter starts at 0 and adds 1 or the amount given, per label set",
   assert.equal(metrics.value("gatecast_db_queries_total"), 0);
 });
 
+Deno.test("a resolved counter adds to the same series as inc, and an undeclared one throws", () => {
+  const metrics = only("gatecast_db_queries_total");
+  const plant1 = metrics.counter("gatecast_db_queries_total", { db: "plant1" });
+  plant1.add();
+  plant1.add(4);
+  metrics.inc("gatecast_db_queries_total", { db: "plant1" });
+  assert.equal(metrics.value("gatecast_db_queries_total", { db: "plant1" }), 6);
+  assert.match(metrics.render(), /^gatecast_db_queries_total\{db="plant1"\} 6$/m);
+  assert.throws(() => metrics.counter("gatecast_nope_total"), /not declared/);
+});
+
 Deno.test("counters render with HELP, TYPE and one line per label set", () => {
   const metrics = new Metrics([
     { name: "gatecast_ticks_total", type: "counter", help: "Poll ticks run." },

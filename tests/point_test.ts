@@ -4,37 +4,43 @@
  */
 
 import assert from "node:assert/strict";
-import { diffPoints, type Point, toLegacyPoint, toScalar, toV1Point } from "../lib/point.ts";
+import {
+  changesJson,
+  diffPoints,
+  joinPoints,
+  type Point,
+  toLegacyPoints,
+  toScalar,
+  toV1Points,
+  type UnitPoints,
+} from "../lib/point.ts";
+import { point, unitPoints } from "./support/points.ts";
 
-function point(address: string, code: string, value: Point["value"], extra: Partial<Point> = {}): Point {
-  return {
-    code,
-    recode: code.toUpperCase(),
-    name: code,
-    rename: `${address} ${code}`,
-    show_id: 1,
-    address,
-    gateway_id: 1,
-    address_type: "modbus",
-    value,
-    ...extra,
-  };
+/** The diff of two polls given as whole points. */
+function diff(before: Point[], after: Point[]) {
+  return diffPoints(unitPoints(before), unitPoints(after));
 }
 
-Deno.test("a v1 point shows a missing value as null and keeps a present one", () => {
-  assert.equal(toV1Point(point("GW1", "ua", undefined)).value, null);
-  assert.equal(toV1Point(point("GW1", "ua", null)).value, null);
-  assert.equal(toV1Point(point("GW1", "ua", 229.5)).value, 229.5);
-  assert.equal(toV1Point(point("GW1", "ua", 0)).value, 0);
+Deno.test("v1 points show a missing value as null and keep a present one", () => {
+  const unit = unitPoints([
+    point("GW1", "ua", undefined),
+    point("GW1", "ia", null),
+    point("GW1", "p", 229.5),
+  ]);
+  assert.deepEqual(toV1Points(unit).map((p) => p.value), [null, null, 229.5]);
+  assert.deepEqual(toV1Points(unitPoints([point("GW1", "ua", 0)]))[0].value, 0);
 });
 
-Deno.test('a legacy point shows a missing value as "" but a NULL column as null, as the seed did', () => {
-  assert.equal(toLegacyPoint(point("GW1", "ua", undefined)).value, "");
-  assert.equal(toLegacyPoint(point("GW1", "ua", null)).value, null);
-  assert.equal(toLegacyPoint(point("GW1", "ua", 229.5)).value, 229.5);
+Deno.test('legacy points show a missing value as "" but a NULL column as null, as the seed did', () => {
+  const unit = unitPoints([
+    point("GW1", "ua", undefined),
+    point("GW1", "ia", null),
+    point("GW1", "p", 229.5),
+  ]);
+  assert.deepEqual(toLegacyPoints(unit).map((p) => p.value), ["", null, 229.5]);
 });
 
-Deno.test("both projections keep the nine keys in the seed's order", () => {
+Deno.test("both projections and the joined points keep the nine keys in the seed's order", () => {
   const keys = [
     "code",
     "recode",
@@ -46,52 +52,50 @@ Deno.test("both projections keep the nine keys in the seed's order", () => {
     "address_type",
     "value",
   ];
-  assert.deepEqual(Object.keys(toV1Point(point("GW1", "ua", undefined))), keys);
-  assert.deepEqual(Object.keys(toLegacyPoint(point("GW1", "ua", undefined))), keys);
-  assert.deepEqual(Object.keys(toV1Point(point("GW1", "ua", 1))), keys);
+  const unit = unitPoints([point("GW1", "ua", undefined), point("GW1", "ia", 1)]);
+  for (const points of [toV1Points(unit), toLegacyPoints(unit), joinPoints(unit)]) {
+    for (const p of points) assert.deepEqual(Object.keys(p), keys);
+  }
+});
+
+Deno.test("joining a unit's poll gives back its points", () => {
+  const points = [point("GW1", "ua", 1), point("GW1", "ia", undefined), point("GW2", "ua", null)];
+  assert.deepEqual(joinPoints(unitPoints(points)), points);
 });
 
 Deno.test("two identical polls are unchanged", () => {
   const a = [point("GW1", "ua", 1), point("GW1", "ia", undefined)];
   const b = [point("GW1", "ua", 1), point("GW1", "ia", undefined)];
-  assert.deepEqual(diffPoints(a, b), { kind: "unchanged" });
-  assert.deepEqual(diffPoints([], []), { kind: "unchanged" });
+  assert.deepEqual(diff(a, b), { kind: "unchanged" });
+  assert.deepEqual(diff([], []), { kind: "unchanged" });
 });
 
-Deno.test("a changed value yields exactly the changed points with address, code and new value", () => {
+Deno.test("a changed value yields exactly the indexes of the changed points", () => {
   const before = [point("GW1", "ua", 229.5), point("GW1", "ia", 10), point("GW2", "ua", 231)];
   const after = [point("GW1", "ua", 230.25), point("GW1", "ia", 10), point("GW2", "ua", null)];
-  assert.deepEqual(diffPoints(before, after), {
-    kind: "changed",
-    changes: [
-      { address: "GW1", code: "ua", value: 230.25 },
-      { address: "GW2", code: "ua", value: null },
-    ],
-  });
+  assert.deepEqual(diff(before, after), { kind: "changed", changed: [0, 2] });
 });
 
 Deno.test("a missing value and a NULL value are the same to the diff (both null in v1)", () => {
-  assert.deepEqual(diffPoints([point("GW1", "ua", undefined)], [point("GW1", "ua", null)]), {
-    kind: "unchanged",
-  });
-  assert.deepEqual(diffPoints([point("GW1", "ua", undefined)], [point("GW1", "ua", 5)]), {
+  assert.deepEqual(diff([point("GW1", "ua", undefined)], [point("GW1", "ua", null)]), { kind: "unchanged" });
+  assert.deepEqual(diff([point("GW1", "ua", undefined)], [point("GW1", "ua", 5)]), {
     kind: "changed",
-    changes: [{ address: "GW1", code: "ua", value: 5 }],
+    changed: [0],
   });
 });
 
 Deno.test('a value changing type (1 to "1") is a change', () => {
-  assert.deepEqual(diffPoints([point("GW1", "state", 1)], [point("GW1", "state", "1")]), {
+  assert.deepEqual(diff([point("GW1", "state", 1)], [point("GW1", "state", "1")]), {
     kind: "changed",
-    changes: [{ address: "GW1", code: "state", value: "1" }],
+    changed: [0],
   });
 });
 
 Deno.test("a point added or removed reshapes the topic", () => {
   const one = [point("GW1", "ua", 1)];
   const two = [point("GW1", "ua", 1), point("GW1", "ia", 2)];
-  assert.deepEqual(diffPoints(one, two), { kind: "reshaped" });
-  assert.deepEqual(diffPoints(two, one), { kind: "reshaped" });
+  assert.deepEqual(diff(one, two), { kind: "reshaped" });
+  assert.deepEqual(diff(two, one), { kind: "reshaped" });
 });
 
 Deno.test("a change of any metadata field or of the order reshapes the topic", () => {
@@ -107,15 +111,53 @@ Deno.test("a change of any metadata field or of the order reshapes the topic", (
     { address_type: "lora" },
   ];
   for (const change of fields) {
-    assert.deepEqual(
-      diffPoints([base], [{ ...base, ...change }]),
-      { kind: "reshaped" },
-      JSON.stringify(change),
-    );
+    assert.deepEqual(diff([base], [{ ...base, ...change }]), { kind: "reshaped" }, JSON.stringify(change));
   }
   const a = point("GW1", "ua", 1);
   const b = point("GW1", "ia", 2);
-  assert.deepEqual(diffPoints([a, b], [b, a]), { kind: "reshaped" });
+  assert.deepEqual(diff([a, b], [b, a]), { kind: "reshaped" });
+});
+
+Deno.test("equal metadata in two different arrays is compared field by field, not reshaped", () => {
+  const before: UnitPoints = { metadata: [...unitPoints([point("GW1", "ua", 1)]).metadata], values: [1] };
+  const after: UnitPoints = { metadata: [...unitPoints([point("GW1", "ua", 1)]).metadata], values: [2] };
+  assert.notEqual(before.metadata, after.metadata);
+  assert.deepEqual(diffPoints(before, after), { kind: "changed", changed: [0] });
+});
+
+Deno.test("changesJson is the JSON of address, code and value of each changed point, null when missing", () => {
+  const unit = unitPoints([
+    point('GW"1', "ua", 229.5),
+    point("GW1", "ia", 10),
+    point("GW2", "ua", undefined),
+    point("GW2", "st", "on\n"),
+  ]);
+  const expected = [
+    { address: 'GW"1', code: "ua", value: 229.5 },
+    { address: "GW2", code: "ua", value: null },
+    { address: "GW2", code: "st", value: "on\n" },
+  ];
+  assert.equal(changesJson(unit, [0, 2, 3]).json, JSON.stringify(expected));
+  assert.equal(changesJson(unit, []).json, "[]");
+  // The cached parts follow the metadata array, and values are read anew each call.
+  assert.equal(
+    changesJson({ ...unit, values: [1, 2, 3, 4] }, [1]).json,
+    '[{"address":"GW1","code":"ia","value":2}]',
+  );
+});
+
+Deno.test("changesJson's byte count is the UTF-8 length of its JSON, with non-ASCII names and values", () => {
+  const encoder = new TextEncoder();
+  const unit = unitPoints([
+    point("网关1", "ua", 229.5),
+    point("GW1", "温度", "高°C"),
+    point("GW2", "ua", undefined),
+    point("GW2", "st", true),
+  ]);
+  for (const changed of [[], [0], [1], [0, 1, 2, 3], [2, 3]]) {
+    const { json, bytes } = changesJson(unit, changed);
+    assert.equal(bytes, encoder.encode(json).length, JSON.stringify(changed));
+  }
 });
 
 Deno.test("toScalar passes strings, booleans, finite numbers and null through", () => {

@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { createDemoSchema } from "../lib/demo_plant.ts";
 import { MysqlSource } from "../lib/mysql_source.ts";
-import type { Point } from "../lib/point.ts";
+import { joinPoints, type Point } from "../lib/point.ts";
+import type { Handle } from "../lib/handle.ts";
 import { createRealHandle, realHandle } from "../lib/real_handle.ts";
 import type { Row, Source, SqlParam } from "../lib/source.ts";
 import { SqliteSource } from "../lib/sqlite_source.ts";
@@ -22,6 +23,12 @@ const HOSTILE_CODES = [
   "hasOwnProperty",
   "id; DROP TABLE archive_device",
 ];
+
+/** A fetch, with each unit's points joined into whole {@link Point} objects. */
+async function fetchPoints(handle: Handle, source: Source, units: number[]): Promise<Map<number, Point[]>> {
+  const result = await handle.fetch(source, units);
+  return new Map([...result].map(([id, unit]) => [id, joinPoints(unit)]));
+}
 
 /** The fixture: unit 12 has every kind of point, 13 one point, 14 only an inactive one. */
 const POINTS: PointRow[] = [
@@ -160,14 +167,14 @@ for (const [name, open] of [["SQLite", sqliteBackend], ["MariaDB", mysqlBackend]
   test(
     "active points come back in table order with the value of the column their code names",
     async (_b, source) => {
-      const result = await realHandle.fetch(source, [12]);
+      const result = await fetchPoints(realHandle, source, [12]);
       assert.deepEqual([...result.keys()], [12]);
       assert.deepEqual(result.get(12), EXPECTED_12);
     },
   );
 
   test("a code naming no column of device_data_real has no value", async (_b, source) => {
-    const points = (await realHandle.fetch(source, [12])).get(12)!;
+    const points = (await fetchPoints(realHandle, source, [12])).get(12)!;
     const point = points.find((p) => p.code === "nosuchcolumn")!;
     assert.equal(point.value, undefined);
     assert.ok(Object.hasOwn(point, "value"));
@@ -177,7 +184,7 @@ for (const [name, open] of [["SQLite", sqliteBackend], ["MariaDB", mysqlBackend]
     "codes like constructor, __proto__ or SQL text have no value and never reach the SQL",
     async (backend, source) => {
       const before = await backend.pointCount();
-      const points = (await realHandle.fetch(source, [12])).get(12)!;
+      const points = (await fetchPoints(realHandle, source, [12])).get(12)!;
       for (const code of HOSTILE_CODES) {
         const point = points.find((p) => p.code === code);
         assert.ok(point, `point ${code} missing`);
@@ -194,19 +201,19 @@ for (const [name, open] of [["SQLite", sqliteBackend], ["MariaDB", mysqlBackend]
   );
 
   test("a point whose address has no data row has no value; a NULL column is null", async (_b, source) => {
-    const points = (await realHandle.fetch(source, [12])).get(12)!;
+    const points = (await fetchPoints(realHandle, source, [12])).get(12)!;
     assert.equal(points.find((p) => p.address === "GW-NODATA")!.value, undefined);
     assert.equal(points.find((p) => p.address === "GW2")!.value, null);
   });
 
   test("inactive points (status other than 'a') are left out", async (_b, source) => {
-    const result = await realHandle.fetch(source, [12, 14]);
+    const result = await fetchPoints(realHandle, source, [12, 14]);
     assert.ok(!result.get(12)!.some((p) => p.code === "ub"));
     assert.deepEqual(result.get(14), []);
   });
 
   test("every requested unit is in the result; units with no points map to []", async (_b, source) => {
-    const result = await realHandle.fetch(source, [99, 13, 14]);
+    const result = await fetchPoints(realHandle, source, [99, 13, 14]);
     assert.deepEqual([...result.keys()], [99, 13, 14]);
     assert.deepEqual(result.get(99), []);
     assert.deepEqual(result.get(14), []);
@@ -216,19 +223,19 @@ for (const [name, open] of [["SQLite", sqliteBackend], ["MariaDB", mysqlBackend]
   test(
     "one fetch of several units runs exactly 2 queries: points by unit id, then values by address",
     async (_b, source) => {
-      const result = await realHandle.fetch(source, [12, 13, 14, 99]);
+      const result = await fetchPoints(realHandle, source, [12, 13, 14, 99]);
       assert.equal(result.size, 4);
       assert.equal(source.calls.length, 2);
       assert.deepEqual(source.calls[0].params, [12, 13, 14, 99]);
       assert.deepEqual(source.calls[1].params, ["GW1", "GW2", "GW-NODATA", "GW3"]);
       const one = new RecordingSource(source);
-      await realHandle.fetch(one, [12]);
+      await fetchPoints(realHandle, one, [12]);
       assert.equal(one.calls.length, 2);
     },
   );
 
   test("units without points cost one query: no values are read for no addresses", async (_b, source) => {
-    assert.deepEqual(await realHandle.fetch(source, [14, 99]), new Map([[14, []], [99, []]]));
+    assert.deepEqual(await fetchPoints(realHandle, source, [14, 99]), new Map([[14, []], [99, []]]));
     assert.equal(source.calls.length, 1);
   });
 
@@ -237,12 +244,12 @@ for (const [name, open] of [["SQLite", sqliteBackend], ["MariaDB", mysqlBackend]
     async (_b, source) => {
       const real = createRealHandle({ pointsRefreshPolls: 3 });
       const units = [12, 13, 15];
-      await real.fetch(source, units); // every unit is new: all metadata is read
+      await fetchPoints(real, source, units); // every unit is new: all metadata is read
       assert.deepEqual(source.calls[0].params, units);
       const refreshed: number[][] = [];
       for (let poll = 1; poll <= 3; poll++) {
         source.calls.length = 0;
-        const result = await real.fetch(source, units);
+        const result = await fetchPoints(real, source, units);
         assert.deepEqual(result.get(12), EXPECTED_12);
         const points = source.calls.filter((c) => c.sql.includes("archive_device"));
         assert.ok(source.calls.length <= 2);
@@ -252,27 +259,91 @@ for (const [name, open] of [["SQLite", sqliteBackend], ["MariaDB", mysqlBackend]
       assert.deepEqual(refreshed.flat().sort(), [12, 13, 15]);
       // A new unit is read at once, alone.
       source.calls.length = 0;
-      await real.fetch(source, [...units, 99]);
+      await fetchPoints(real, source, [...units, 99]);
       assert.ok(source.calls[0].params.includes(99));
+    },
+  );
+
+  test(
+    "re-read metadata that did not change is handed out as the same array; values are new",
+    async (_b, source) => {
+      const real = createRealHandle({ pointsRefreshPolls: 1 });
+      const first = (await real.fetch(source, [12])).get(12)!;
+      const second = (await real.fetch(source, [12])).get(12)!;
+      assert.equal(source.calls.filter((c) => c.sql.includes("archive_device")).length, 2);
+      assert.equal(second.metadata, first.metadata);
+      assert.notEqual(second.values, first.values);
+      assert.deepEqual(second.values, first.values);
+    },
+  );
+
+  test("a later poll reads the values and the metadata due at the same time", async (_b, source) => {
+    const real = createRealHandle({ pointsRefreshPolls: 1 });
+    let running = 0;
+    let most = 0;
+    const concurrent: Source = {
+      code: source.code,
+      close: () => source.close(),
+      async select(sql, params) {
+        most = Math.max(most, ++running);
+        try {
+          return await source.select(sql, params);
+        } finally {
+          running--;
+        }
+      },
+    };
+    await real.fetch(concurrent, [12, 13]); // new units: metadata, then values
+    assert.equal(most, 1);
+    source.calls.length = 0;
+    assert.deepEqual((await fetchPoints(real, concurrent, [12, 13])).get(12), EXPECTED_12);
+    assert.equal(source.calls.length, 2);
+    assert.equal(most, 2);
+  });
+
+  test(
+    "re-read metadata with the same addresses is used in the poll that read it",
+    async (backend, source) => {
+      const real = createRealHandle({ pointsRefreshPolls: 1 });
+      await real.fetch(source, [13]);
+      await backend.exec("UPDATE archive_device SET `rename` = 'Renamed' WHERE unit_id = 13");
+      assert.deepEqual((await fetchPoints(real, source, [13])).get(13), [
+        { ...expected("ua", "GW3", 1, 220), rename: "Renamed" },
+      ]);
+    },
+  );
+
+  test(
+    "a point moved to an address the poll did not read shows up, with its value, one poll later",
+    async (backend, source) => {
+      const real = createRealHandle({ pointsRefreshPolls: 1 });
+      await real.fetch(source, [13]);
+      await backend.exec("UPDATE archive_device SET gateway_address = 'GW1' WHERE unit_id = 13");
+      // Polled with GW3's value while GW1 was not read: the old point, still with its value.
+      assert.deepEqual((await fetchPoints(real, source, [13])).get(13), [expected("ua", "GW3", 1, 220)]);
+      const moved = (await fetchPoints(real, source, [13])).get(13)!;
+      assert.deepEqual(moved, [{ ...expected("ua", "GW1", 1, 229.5), rename: "GW3 ua" }]);
     },
   );
 
   test("a renamed point is seen within pointsRefreshPolls polls", async (backend, source) => {
     const real = createRealHandle({ pointsRefreshPolls: 2 });
-    await real.fetch(source, [13]);
+    await fetchPoints(real, source, [13]);
     await backend.exec("UPDATE archive_device SET `rename` = 'Renamed' WHERE unit_id = 13");
     const seen = [];
-    for (let poll = 0; poll < 2; poll++) seen.push((await real.fetch(source, [13])).get(13)![0].rename);
+    for (let poll = 0; poll < 2; poll++) {
+      seen.push((await fetchPoints(real, source, [13])).get(13)![0].rename);
+    }
     assert.ok(seen.includes("Renamed"), `renames seen: ${seen.join(", ")}`);
   });
 
   test("a fetch of no units runs no query", async (_b, source) => {
-    assert.deepEqual(await realHandle.fetch(source, []), new Map());
+    assert.deepEqual(await fetchPoints(realHandle, source, []), new Map());
     assert.equal(source.calls.length, 0);
   });
 
   test("points of several units are each put under their own unit", async (_b, source) => {
-    const result = await realHandle.fetch(source, [13, 12]);
+    const result = await fetchPoints(realHandle, source, [13, 12]);
     assert.deepEqual(result.get(12), EXPECTED_12);
     assert.deepEqual(result.get(13), [expected("ua", "GW3", 1, 220)]);
   });
@@ -290,5 +361,5 @@ Deno.test("a failing source rejects the fetch with the source's error", async ()
     select: () => Promise.reject(error),
     close: () => Promise.resolve(),
   };
-  await assert.rejects(realHandle.fetch(failing, [1]), (e) => e === error);
+  await assert.rejects(fetchPoints(realHandle, failing, [1]), (e) => e === error);
 });
