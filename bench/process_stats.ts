@@ -24,6 +24,29 @@ export function rssBytes(pid: number): number {
   return Number(match[1]) * 1024;
 }
 
+/**
+ * Resident memory over a window, sampled every second: the median, and the range. The runtime's
+ * heap grows and shrinks by tens of MiB around each major garbage collection even while idle, so
+ * one sample lands anywhere in that cycle; the median does not.
+ */
+export async function rssOverWindow(
+  pid: number,
+  windowMs: number,
+): Promise<{ median: number; min: number; max: number; samples: number }> {
+  const samples = [rssBytes(pid)];
+  for (let waited = 0; waited < windowMs; waited += 1000) {
+    await new Promise((r) => setTimeout(r, 1000));
+    samples.push(rssBytes(pid));
+  }
+  const sorted = samples.toSorted((a, b) => a - b);
+  return {
+    median: sorted[Math.floor(sorted.length / 2)],
+    min: sorted[0],
+    max: sorted.at(-1)!,
+    samples: samples.length,
+  };
+}
+
 /** Busy and total CPU time of the whole machine so far, in clock ticks (from `/proc/stat`). */
 export function machineCpuTicks(): { busy: number; total: number } {
   const line = Deno.readTextFileSync("/proc/stat").split("\n")[0]; // "cpu  user nice system idle iowait ..."
