@@ -43,7 +43,13 @@ class FrameCache {
 }
 
 /** `update`/`snapshot` frames: the head up to `seq`, the tail from `ts` on (ASCII) to the body. */
-function frameCache(type: string, topic: Topic, ts: number, body: string, bodyBytes: number): FrameCache {
+function frameCache(
+  type: "update" | "snapshot",
+  topic: Topic,
+  ts: number,
+  body: string,
+  bodyBytes: number,
+): FrameCache {
   const tailStart = `,"ts":${ts},"${type === "update" ? "changes" : "points"}":`;
   return new FrameCache(
     `{"type":"${type}","topic":${topic.keyJson},"seq":`,

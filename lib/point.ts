@@ -1,8 +1,9 @@
 /**
  * Points and their changes: what a handle produces each poll and what `update` frames carry.
  *
- * Pure functions, no I/O: the two projections of a point (protocol v1 and the seed's legacy
- * array) and the diff between two polls of one topic.
+ * Pure functions, no I/O: a unit's poll as metadata plus values, its two projections (protocol
+ * v1 and the seed's legacy array), the diff between two polls of one topic, and the JSON of an
+ * `update` frame's changes.
  */
 
 import { utf8Length } from "./utf8.ts";
@@ -54,7 +55,15 @@ export interface UnitPoints {
 
 /** The points of a unit as whole {@link Point} objects (metadata with value). */
 export function joinPoints(unit: UnitPoints): Point[] {
-  return unit.metadata.map((point, i) => ({ ...point, value: unit.values[i] }));
+  return withValues(unit, undefined);
+}
+
+/** Each point's metadata with its value, `missing` where it has none. */
+function withValues(unit: UnitPoints, missing: Scalar | undefined): Point[] {
+  return unit.metadata.map((point, i) => ({
+    ...point,
+    value: unit.values[i] === undefined ? missing : unit.values[i],
+  }));
 }
 
 /** The difference between two successive polls of one topic. */
@@ -67,15 +76,12 @@ export type PointsDelta =
 
 /** The points as protocol v1 objects: a missing value is `null`. */
 export function toV1Points(unit: UnitPoints): Point[] {
-  return unit.metadata.map((point, i) => ({ ...point, value: unit.values[i] ?? null }));
+  return withValues(unit, null);
 }
 
 /** The points as the seed sent them: a missing value is `""`, a NULL column `null`. */
 export function toLegacyPoints(unit: UnitPoints): Point[] {
-  return unit.metadata.map((point, i) => ({
-    ...point,
-    value: unit.values[i] === undefined ? "" : unit.values[i],
-  }));
+  return withValues(unit, "");
 }
 
 /**

@@ -7,8 +7,10 @@
  * connection, re-reads the metadata of a slice of the units (every unit at least once per
  * `pointsRefreshPolls` polls). A unit polled for the first time has its metadata read first,
  * then the values. Re-read metadata that names an address the poll did not read is used from
- * the next poll on, so a point is never shown without a value it has. A point's `code` names a column of `device_data_real`; that name is looked up in
- * the returned row, never put into SQL, so a hostile or odd `code` can only yield "no value".
+ * the next poll on, so a point is never shown without a value it has.
+ *
+ * A point's `code` names a column of `device_data_real`; that name is looked up in the returned
+ * row, never put into SQL, so a hostile or odd `code` can only yield "no value".
  */
 
 import type { Handle } from "./handle.ts";
@@ -164,7 +166,7 @@ function cachedUnit(metadata: PointMetadata[]): CachedUnit {
   return { metadata, keys, addresses };
 }
 
-/** A `real` handle that re-reads every unit's metadata on every poll (no caching across polls). */
+/** A `real` handle that re-reads every unit's metadata on every poll. */
 export const realHandle: Handle = createRealHandle({ pointsRefreshPolls: 1 });
 
 function groupByUnit(rows: Row[]): Map<number, PointMetadata[]> {
