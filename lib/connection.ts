@@ -119,10 +119,21 @@ export class Connection implements Peer {
     this.rate = new FrameRate(context.config.maxFramesPerSecond);
     this.startTimers(principal);
     socket.onmessage = (event) => this.gate(event.data);
-    // onclose can fire more than once; closing is idempotent.
-    socket.onclose = () => this.release();
-    socket.onerror = () => this.release();
+    // onclose can fire more than once; closing is idempotent. One handler serves both events and
+    // the server's bookkeeping: every listener costs each connection a few hundred bytes.
+    const gone = (event: Event) => {
+      this.release();
+      this.onGone?.(event);
+    };
+    socket.onclose = gone;
+    socket.onerror = gone;
   }
+
+  /**
+   * Called after the connection is released, on every `close` and `error` event of its socket;
+   * like those events, it may come more than once.
+   */
+  onGone: ((event: Event) => void) | undefined;
 
   /** Number of topics held. */
   get subscriptionCount(): number {

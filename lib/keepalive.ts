@@ -14,14 +14,9 @@ export function keepAliveOptions(seconds: number): Deno.UpgradeWebSocketOptions 
 }
 
 /**
- * Calls `onDead` once when the socket is closed for not answering a ping (Deno fires `close`
- * more than once in that case).
+ * Whether a socket event is the close Deno makes when the peer did not answer its ping (Deno
+ * fires that `close` more than once).
  */
-export function onDeadPeer(socket: WebSocket, onDead: () => void): void {
-  let seen = false;
-  socket.addEventListener("close", (event) => {
-    if (seen || event.reason !== NO_PONG_REASON) return;
-    seen = true;
-    onDead();
-  });
+export function isNoPongClose(event: Event): boolean {
+  return event.type === "close" && (event as CloseEvent).reason === NO_PONG_REASON;
 }

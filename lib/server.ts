@@ -11,7 +11,7 @@ import { Connection, type ConnectionContext } from "./connection.ts";
 import { dashboardResponse } from "./dashboard.ts";
 import { clientAddress, originAllowed, type ProxySet } from "./handshake.ts";
 import type { AddressCounter } from "./limits.ts";
-import { keepAliveOptions, onDeadPeer } from "./keepalive.ts";
+import { isNoPongClose, keepAliveOptions } from "./keepalive.ts";
 import { SUBPROTOCOL } from "./protocol.ts";
 
 /** What the routes need besides the connection context. */
@@ -132,23 +132,17 @@ function upgrade(request: Request, context: RouteContext, remote: string, princi
   if (v1) response.headers.set("sec-websocket-protocol", SUBPROTOCOL);
   const connection = new Connection(socket, context, v1, remote, principal);
   context.connections.add(connection);
-  // Either event may come alone, or both, or twice: the address slot is given back once.
-  const forget = () => {
+  let deadPeerCounted = false;
+  // Either event may come alone, or both, or twice: the address slot is given back once, a dead
+  // peer is counted once.
+  connection.onGone = (event) => {
     if (context.connections.delete(connection)) context.addresses.release(remote);
+    if (!deadPeerCounted && isNoPongClose(event)) {
+      deadPeerCounted = true;
+      context.metrics.inc("gatecast_clients_dropped_total", { reason: "no_pong" });
+    }
   };
-  socket.addEventListener("close", forget);
-  socket.addEventListener("error", forget);
-  onDeadPeer(
-    socket,
-    () =>
-      context.metrics.inc("gatecast_clients_dropped_total", {
-        reason: "no_pong",
-      }),
-  );
-  socket.addEventListener(
-    "open",
-    () => context.logger.debug("connection opened", { conn: connection.id, remote, v1 }),
-  );
+  context.logger.debug("connection opened", { conn: connection.id, remote, v1 });
   return response;
 }
 
