@@ -53,11 +53,6 @@ export interface UnitPoints {
   readonly values: readonly (Scalar | undefined)[];
 }
 
-/** The points of a unit as whole {@link Point} objects (metadata with value). */
-export function joinPoints(unit: UnitPoints): Point[] {
-  return withValues(unit, undefined);
-}
-
 /** Each point's metadata with its value, `missing` where it has none. */
 function withValues(unit: UnitPoints, missing: Scalar | undefined): Point[] {
   return unit.metadata.map((point, i) => ({

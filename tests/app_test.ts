@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { createTestDatabase, freePort, type TestDatabase } from "./support/mysql.ts";
 import { delay, startTestApp, type TestApp, waitFor, withTestApp } from "./support/app.ts";
+import { SEED_POINT_KEYS } from "./support/points.ts";
 import { TestClient } from "./support/ws_client.ts";
 
 async function plant(): Promise<TestDatabase> {
@@ -243,17 +244,7 @@ withPlant("a legacy client gets the seed's array at once and every interval", as
   expected[3].value = ""; // no such column: the seed sent ""
   expected[4].value = ""; // no data row
   assert.deepEqual(first, expected);
-  assert.deepEqual(Object.keys(first[0]), [
-    "code",
-    "recode",
-    "name",
-    "rename",
-    "show_id",
-    "address",
-    "gateway_id",
-    "address_type",
-    "value",
-  ]);
+  assert.deepEqual(Object.keys(first[0]), SEED_POINT_KEYS);
   assert.deepEqual(JSON.parse(await client.nextText(1000)), expected); // again next interval, unchanged
   const ignored = app.logs.filter((l) => String(l.msg).includes("ignored"));
   assert.deepEqual(ignored.length, 1);

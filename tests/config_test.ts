@@ -91,8 +91,7 @@ const SECURITY_UNSET = {
 };
 
 Deno.test("every top-level setting can be given, and $schema is allowed", () => {
-  const config = parseConfig({
-    $schema: "./gatecast.schema.json",
+  const settings = {
     host: "127.0.0.1",
     port: 0,
     pollIntervalMs: 50,
@@ -104,26 +103,18 @@ Deno.test("every top-level setting can be given, and $schema is allowed", () => 
     sendBufferHardBytes: 4096,
     slowClientGraceMs: 500,
     keepAliveSeconds: 5,
-    maxConnections: 100,
     dbRetryMaxMs: 200,
     logLevel: "debug",
+  };
+  const config = parseConfig({
+    $schema: "./gatecast.schema.json",
+    ...settings,
+    maxConnections: 100,
     databases: {},
     auth: NO_AUTH,
   }, noEnv);
   assert.deepEqual({ ...config, databases: undefined, ...SECURITY_UNSET }, {
-    host: "127.0.0.1",
-    port: 0,
-    pollIntervalMs: 50,
-    queryTimeoutMs: 300,
-    pointsRefreshPolls: 1,
-    maxFrameBytes: 1024,
-    maxSubscriptionsPerConnection: 5,
-    sendBufferSoftBytes: 2048,
-    sendBufferHardBytes: 4096,
-    slowClientGraceMs: 500,
-    keepAliveSeconds: 5,
-    dbRetryMaxMs: 200,
-    logLevel: "debug",
+    ...settings,
     databases: undefined,
     ...SECURITY_UNSET,
   });

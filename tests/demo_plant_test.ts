@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { createDemoSchema, startDemoPlant } from "../lib/demo_plant.ts";
-import { joinPoints } from "../lib/point.ts";
+import { joinPoints } from "./support/points.ts";
 import { realHandle } from "../lib/real_handle.ts";
 import { SqliteSource } from "../lib/sqlite_source.ts";
 import { delay } from "./support/app.ts";

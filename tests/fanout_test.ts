@@ -6,11 +6,11 @@
 
 import assert from "node:assert/strict";
 import { publishPoll, publishStale, welcome } from "../lib/fanout.ts";
-import { joinPoints, type Point } from "../lib/point.ts";
+import type { Point } from "../lib/point.ts";
 import { Registry, type Subscription, type Topic } from "../lib/registry.ts";
 import { parseTopic } from "../lib/topic.ts";
 import { FakePeer } from "./support/fake_peer.ts";
-import { point, unitPoints } from "./support/points.ts";
+import { joinPoints, point, unitPoints } from "./support/points.ts";
 
 const TOPIC = "plant1/real/12";
 

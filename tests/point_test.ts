@@ -7,14 +7,13 @@ import assert from "node:assert/strict";
 import {
   changesJson,
   diffPoints,
-  joinPoints,
   type Point,
   toLegacyPoints,
   toScalar,
   toV1Points,
   type UnitPoints,
 } from "../lib/point.ts";
-import { point, unitPoints } from "./support/points.ts";
+import { point, SEED_POINT_KEYS, unitPoints } from "./support/points.ts";
 
 /** The diff of two polls given as whole points. */
 function diff(before: Point[], after: Point[]) {
@@ -40,27 +39,11 @@ Deno.test('legacy points show a missing value as "" but a NULL column as null, a
   assert.deepEqual(toLegacyPoints(unit).map((p) => p.value), ["", null, 229.5]);
 });
 
-Deno.test("both projections and the joined points keep the nine keys in the seed's order", () => {
-  const keys = [
-    "code",
-    "recode",
-    "name",
-    "rename",
-    "show_id",
-    "address",
-    "gateway_id",
-    "address_type",
-    "value",
-  ];
+Deno.test("both projections keep the nine keys in the seed's order", () => {
   const unit = unitPoints([point("GW1", "ua", undefined), point("GW1", "ia", 1)]);
-  for (const points of [toV1Points(unit), toLegacyPoints(unit), joinPoints(unit)]) {
-    for (const p of points) assert.deepEqual(Object.keys(p), keys);
+  for (const points of [toV1Points(unit), toLegacyPoints(unit)]) {
+    for (const p of points) assert.deepEqual(Object.keys(p), SEED_POINT_KEYS);
   }
-});
-
-Deno.test("joining a unit's poll gives back its points", () => {
-  const points = [point("GW1", "ua", 1), point("GW1", "ia", undefined), point("GW2", "ua", null)];
-  assert.deepEqual(joinPoints(unitPoints(points)), points);
 });
 
 Deno.test("two identical polls are unchanged", () => {

@@ -1,9 +1,23 @@
 /**
- * Points for tests: a point with plausible metadata, and a unit's poll built from whole points
- * (sharing one metadata array across polls, as the `real` handle does while nothing changes).
+ * Points for tests: a point with plausible metadata, a unit's poll built from whole points
+ * (sharing one metadata array across polls, as the `real` handle does while nothing changes) and
+ * the reverse, and the seed's key order.
  */
 
 import type { Point, PointMetadata, UnitPoints } from "../../lib/point.ts";
+
+/** The keys of a point as the seed sent them, in its order: v1 keeps the same keys and order. */
+export const SEED_POINT_KEYS = [
+  "code",
+  "recode",
+  "name",
+  "rename",
+  "show_id",
+  "address",
+  "gateway_id",
+  "address_type",
+  "value",
+];
 
 /** A point of gateway `address` measuring `code`; `extra` overrides any field. */
 export function point(
@@ -35,4 +49,9 @@ export function unitPoints(points: readonly Point[]): UnitPoints {
   const json = JSON.stringify(metadata);
   if (!sharedMetadata.has(json)) sharedMetadata.set(json, metadata);
   return { metadata: sharedMetadata.get(json)!, values: points.map((p) => p.value) };
+}
+
+/** A unit's poll as whole points: each point's metadata with its value (`undefined` kept). */
+export function joinPoints(unit: UnitPoints): Point[] {
+  return unit.metadata.map((metadata, i) => ({ ...metadata, value: unit.values[i] }));
 }
