@@ -70,6 +70,11 @@ function legacyArray(topic: Topic): string {
   return topic.legacyJson ??= JSON.stringify(toLegacyPoints(topic.points!));
 }
 
+/** Sends a frame that carries no `seq` (the legacy array, `stale`) when the peer admits it. */
+function sendAdmitted(subscription: Subscription, text: string): void {
+  if (subscription.peer.admit() === "send") subscription.peer.send(text);
+}
+
 /** Sends a frame when the peer admits it; returns the peer's answer. */
 function offer(subscription: Subscription, frames: FrameCache): "send" | "skip" | "dropped" {
   const admitted = subscription.peer.admit();
@@ -119,11 +124,8 @@ export function publishPoll(topic: Topic, points: UnitPoints, now: number): void
 }
 
 function sendLegacyArrays(topic: Topic): void {
-  let array: string | undefined;
   for (const subscription of topic.subscriptions) {
-    if (!subscription.legacy || subscription.peer.admit() !== "send") continue;
-    array ??= legacyArray(topic);
-    subscription.peer.send(array);
+    if (subscription.legacy) sendAdmitted(subscription, legacyArray(topic));
   }
 }
 
@@ -139,7 +141,7 @@ export function publishStale(topic: Topic, message: string): void {
   for (const subscription of topic.subscriptions) {
     if (subscription.legacy) continue;
     topic.owed.add(subscription);
-    if (subscription.peer.admit() === "send") subscription.peer.send(frame);
+    sendAdmitted(subscription, frame);
   }
 }
 
@@ -157,12 +159,12 @@ export function welcome(subscription: Subscription): void {
     topic.owed.add(subscription);
   }
   if (topic.stale !== undefined) {
-    if (!subscription.legacy) subscription.peer.send(staleFrame(topic.name.key, topic.stale));
+    if (!subscription.legacy) sendAdmitted(subscription, staleFrame(topic.name.key, topic.stale));
     return;
   }
   if (topic.points === undefined) return;
   if (subscription.legacy) {
-    subscription.peer.send(legacyArray(topic));
+    sendAdmitted(subscription, legacyArray(topic));
   } else if (offer(subscription, snapshotFrames(topic)) === "send") {
     topic.owed.delete(subscription);
   }

@@ -305,6 +305,30 @@ Deno.test("welcome gives a legacy subscriber the array at once, and nothing whil
   assert.deepEqual(late.peer.sent, []);
 });
 
+Deno.test("welcome asks admit() before the legacy array and the stale frame, as every other send does", () => {
+  const { registry, topic } = setup(false);
+  publish(topic, POLL_1, 1000);
+  const legacy = subscribe(registry, true);
+  legacy.peer.admits = "skip";
+  welcome(legacy.subscription);
+  assert.deepEqual(legacy.peer.sent, []);
+  // Held back, not forgotten: the next poll sends the array again.
+  legacy.peer.admits = "send";
+  publish(topic, POLL_2, 2000);
+  assert.deepEqual(legacy.peer.frames(), [legacyArray(POLL_2)]);
+
+  publishStale(topic, "down");
+  const behind = subscribe(registry);
+  behind.peer.admits = "skip";
+  welcome(behind.subscription);
+  assert.deepEqual(behind.peer.sent, []);
+  // A subscriber that could not be told is owed the snapshot once the database is back.
+  assert.ok(topic.owed.has(behind.subscription));
+  behind.peer.admits = "send";
+  publish(topic, POLL_3, 3000);
+  assert.deepEqual(behind.peer.frames().map((f) => [f.type, f.seq]), [["snapshot", 1]]);
+});
+
 Deno.test("welcome of a repeated subscribe starts seq over at 1 with a fresh snapshot", () => {
   const { peers, subscriptions, topic } = setup(false);
   publish(topic, POLL_1, 1000);
