@@ -2,6 +2,8 @@
 /**
  * gatecast's client SDK: connect, subscribe to topics, keep each topic's points up to date from
  * `snapshot` and `update` frames, reconnect with backoff and resubscribe, resubscribe on a `seq` gap.
+ * The subscriptions made in one turn of the event loop go out as one batch frame (`topics`); a
+ * frame the server drops for its rate limit is asked for again, with backoff.
  *
  * Plain JavaScript with JSDoc types, no dependencies and no Deno APIs: the same file runs in Deno
  * (import it) and in browsers (gatecast serves it at `/gatecast_client.js`).
@@ -9,6 +11,12 @@
 
 /** The subprotocol the SDK offers. */
 export const SUBPROTOCOL = "gatecast.v1";
+
+/**
+ * The longest batch frame the SDK sends, in bytes: a quarter of the server's default
+ * `maxFrameBytes` (65,536). More topics at once go out in several frames.
+ */
+export const MAX_BATCH_BYTES = 16384;
 
 /** @typedef {string | number | boolean | null} Scalar */
 
@@ -40,9 +48,9 @@ export const SUBPROTOCOL = "gatecast.v1";
 /** @typedef {{ type: "update", topic: string, seq: number, ts: number, changes: PointChange[] }} UpdateFrame */
 /** @typedef {{ type: "stale", topic: string, code: string, message: string }} StaleFrame */
 /** @typedef {{ type: "pong", id?: FrameId }} PongFrame */
-/** @typedef {{ type: "error", id?: FrameId, code: string, message: string }} ErrorFrame */
+/** `topic` names the topic of a batch frame the error is about. @typedef {{ type: "error", id?: FrameId, code: string, message: string, topic?: string }} ErrorFrame */
 /** A frame the server sends (protocol v1). @typedef {AckFrame | SnapshotFrame | UpdateFrame | StaleFrame | PongFrame | ErrorFrame} ServerFrame */
-/** A frame the client sends. @typedef {{ type: "subscribe" | "unsubscribe", id: number, topic: string } | { type: "ping", id: number } | { type: "auth", id: number, token: string }} ClientFrame */
+/** A frame the client sends. @typedef {{ type: "subscribe" | "unsubscribe", id: number, topics: string[] } | { type: "ping", id: number } | { type: "auth", id: number, token: string }} ClientFrame */
 
 /**
  * The connection's status: `connecting` (a socket is being opened), `open` (connected, every
@@ -83,7 +91,8 @@ export const SUBPROTOCOL = "gatecast.v1";
  * @property {number} [factor] growth of the delay per failed attempt (default 2)
  * @property {number} [jitter] fraction of each delay that is random, 0 to 1 (default 0.5)
  * @property {number} [maxAttempts] lost or refused connections in a row before giving up (default:
- *   never give up)
+ *   never give up). The same delays (and jitter) space the retries of subscriptions the server
+ *   dropped for its rate limit, which never give up.
  * @property {number} [pingIntervalMs] ping period; a connection silent for two periods is
  *   replaced (default 20000; 0 disables)
  * @property {(status: Status, detail: StatusDetail) => void} [onStatus] called on every status change
@@ -124,7 +133,41 @@ export function backoffDelay(attempt, options = {}, random = Math.random) {
   return Math.round(full * (1 - jitter * random()));
 }
 
-/** @typedef {{ topic: string, handlers: Set<TopicHandler>, points: Point[], index: Map<string, number>, seq: number, ts: number, stale: { code: string, message: string } | undefined, error: { code: string, message: string } | undefined, resyncing: boolean, pendingId: number }} Entry */
+/**
+ * A topic subscribed to. `pendingId` is the id of the frame that last asked the server for it,
+ * until the answer (`subscribed` or an error) comes; 0 when answered. `held` says whether the
+ * server holds it on this connection, as far as its answers tell.
+ * @typedef {{ topic: string, handlers: Set<TopicHandler>, points: Point[], index: Map<string, number>, seq: number, ts: number, stale: { code: string, message: string } | undefined, error: { code: string, message: string } | undefined, resyncing: boolean, pendingId: number, held: boolean }} Entry
+ */
+
+const encoder = new TextEncoder();
+
+/** Room for `{"type":"unsubscribe","id":…,"topics":[]}` in a batch frame. */
+const BATCH_OVERHEAD_BYTES = 64;
+
+/**
+ * Splits topics into batches whose frames stay within {@link MAX_BATCH_BYTES}.
+ * @param {string[]} topics
+ * @returns {string[][]}
+ */
+function batches(topics) {
+  /** @type {string[][]} */
+  const out = [];
+  let batch = /** @type {string[]} */ ([]);
+  let bytes = BATCH_OVERHEAD_BYTES;
+  for (const topic of topics) {
+    const size = encoder.encode(JSON.stringify(topic)).length + 1;
+    if (batch.length > 0 && bytes + size > MAX_BATCH_BYTES) {
+      out.push(batch);
+      batch = [];
+      bytes = BATCH_OVERHEAD_BYTES;
+    }
+    batch.push(topic);
+    bytes += size;
+  }
+  if (batch.length > 0) out.push(batch);
+  return out;
+}
 
 /**
  * A connection to gatecast that survives restarts: it reconnects with exponential backoff and
@@ -146,6 +189,17 @@ export class GatecastClient {
   #socket;
   /** @type {Map<string, Entry>} */
   #topics = new Map();
+  /** Topics to subscribe to at the end of this turn of the event loop. @type {Set<Entry>} */
+  #toSubscribe = new Set();
+  /** Topics to unsubscribe from: the id of the frame that asked, 0 while not yet sent. @type {Map<string, number>} */
+  #unsubscribing = new Map();
+  #flushQueued = false;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #rateRetryTimer;
+  /** Retry rounds since a retried frame got through: the backoff's attempt number. */
+  #rateRetries = 0;
+  /** The first frame id of the latest retry round. */
+  #rateRetryFromId = 0;
   #nextId = 1;
   /** Connections lost or refused since the server last sent a frame. */
   #failures = 0;
@@ -217,9 +271,13 @@ export class GatecastClient {
         error: undefined,
         resyncing: false,
         pendingId: 0,
+        held: false,
       };
       this.#topics.set(topic, entry);
-      this.#sendSubscribe(entry);
+      // Back before its unsubscribe went out: the server still holds the topic.
+      if (this.#unsubscribing.get(topic) === 0) entry.held = true;
+      this.#unsubscribing.delete(topic);
+      this.#queueSubscribe(entry);
     }
     entry.handlers.add(handler);
     if (entry.seq > 0) handler(stateOf(entry, "snapshot", new Set(entry.index.keys())));
@@ -228,7 +286,11 @@ export class GatecastClient {
       owner.handlers.delete(handler);
       if (owner.handlers.size > 0 || this.#topics.get(topic) !== owner) return;
       this.#topics.delete(topic);
-      this.#send({ type: "unsubscribe", id: this.#nextId++, topic });
+      this.#toSubscribe.delete(owner);
+      if (owner.held || owner.pendingId !== 0) {
+        this.#unsubscribing.set(topic, 0);
+        this.#queueFlush();
+      }
       this.#updateStaleStatus();
     };
   }
@@ -242,6 +304,8 @@ export class GatecastClient {
   close() {
     this.#stopped = true;
     clearTimeout(this.#retryTimer);
+    this.#toSubscribe.clear();
+    this.#unsubscribing.clear();
     const socket = this.#socket;
     this.#detach();
     if (socket) socket.close(1000, "client closed");
@@ -274,11 +338,17 @@ export class GatecastClient {
       // The server holds frames back while it verifies the token, so the subscriptions may follow at once.
       this.#send({ type: "auth", id: this.#nextId++, token: typeof token === "function" ? token() : token });
     }
+    // A new connection holds nothing: every topic is subscribed to again, in batches.
+    this.#unsubscribing.clear();
+    this.#rateRetries = 0;
     for (const entry of this.#topics.values()) {
       entry.resyncing = true;
       entry.stale = undefined;
-      this.#sendSubscribe(entry);
+      entry.held = false;
+      entry.pendingId = 0;
+      this.#toSubscribe.add(entry);
     }
+    this.#flush();
     this.#setStatus("open", {});
     const every = this.#options.pingIntervalMs;
     if (every > 0) {
@@ -317,6 +387,8 @@ export class GatecastClient {
   #detach() {
     clearInterval(this.#pingTimer);
     this.#pingTimer = undefined;
+    clearTimeout(this.#rateRetryTimer);
+    this.#rateRetryTimer = undefined;
     const socket = this.#socket;
     this.#socket = undefined;
     if (!socket) return;
@@ -342,6 +414,20 @@ export class GatecastClient {
     else if (frame.type === "update") this.#update(frame);
     else if (frame.type === "stale") this.#stale(frame);
     else if (frame.type === "error") this.#error(frame);
+    else if (frame.type === "subscribed") this.#subscribed(frame);
+    else if (frame.type === "unsubscribed" && this.#unsubscribing.get(frame.topic) === frame.id) {
+      this.#unsubscribing.delete(frame.topic);
+    }
+  }
+
+  /** @param {AckFrame} frame */
+  #subscribed(frame) {
+    const entry = this.#topics.get(frame.topic);
+    if (!entry || entry.pendingId !== frame.id) return;
+    entry.pendingId = 0;
+    entry.held = true;
+    // A retried frame got through: the next refusal starts the backoff over.
+    if (typeof frame.id === "number" && frame.id >= this.#rateRetryFromId) this.#rateRetries = 0;
   }
 
   /** @param {SnapshotFrame} frame */
@@ -375,7 +461,7 @@ export class GatecastClient {
     if (frame.seq !== entry.seq + 1 || unknown) {
       // A frame was lost (or never meant for this state): start over from a fresh snapshot.
       entry.resyncing = true;
-      this.#sendSubscribe(entry);
+      this.#queueSubscribe(entry);
       return;
     }
     const changed = new Set();
@@ -401,24 +487,89 @@ export class GatecastClient {
     this.#updateStaleStatus();
   }
 
-  /** @param {ErrorFrame} frame */
+  /**
+   * An error frame: a dropped frame (RATE_LIMITED, which names no frame) is asked for again;
+   * an error about a topic (a batch names it) or about a whole frame reaches the subscriptions it
+   * refused, or `onError` when it belongs to none.
+   * @param {ErrorFrame} frame
+   */
   #error(frame) {
-    const entry = [...this.#topics.values()].find((e) => e.pendingId !== 0 && e.pendingId === frame.id);
-    if (!entry) {
-      this.#options.onError?.(frame);
+    if (frame.code === "RATE_LIMITED" && frame.id === undefined) {
+      this.#retryLater();
       return;
     }
-    entry.error = { code: frame.code, message: frame.message };
-    entry.resyncing = false;
-    notify(entry, stateOf(entry, "error", new Set()));
+    const unsubscribed = frame.topic === undefined
+      ? [...this.#unsubscribing].filter(([, id]) => id === frame.id).map(([topic]) => topic)
+      : this.#unsubscribing.get(frame.topic) === frame.id
+      ? [frame.topic]
+      : [];
+    for (const topic of unsubscribed) this.#unsubscribing.delete(topic); // NOT_SUBSCRIBED: as good as done
+    const refused = frame.topic === undefined
+      ? [...this.#topics.values()].filter((e) => e.pendingId !== 0 && e.pendingId === frame.id)
+      : [this.#topics.get(frame.topic)].filter((e) => e !== undefined && e.pendingId === frame.id);
+    if (refused.length === 0) {
+      if (unsubscribed.length === 0) this.#options.onError?.(frame);
+      return;
+    }
+    for (const entry of /** @type {Entry[]} */ (refused)) {
+      entry.pendingId = 0;
+      entry.held = false;
+      entry.error = { code: frame.code, message: frame.message };
+      entry.resyncing = false;
+      notify(entry, stateOf(entry, "error", new Set()));
+    }
+  }
+
+  /**
+   * The server dropped a frame for its rate limit without saying which: after a backoff, every
+   * subscription and unsubscription still unanswered is asked for again. One that was only slow
+   * to be answered is asked twice, which the server answers with a fresh snapshot.
+   */
+  #retryLater() {
+    if (this.#rateRetryTimer !== undefined) return;
+    const delay = backoffDelay(++this.#rateRetries, this.#options, this.#options.random);
+    this.#rateRetryTimer = setTimeout(() => {
+      this.#rateRetryTimer = undefined;
+      for (const entry of this.#topics.values()) if (entry.pendingId !== 0) this.#toSubscribe.add(entry);
+      for (const [topic, id] of this.#unsubscribing) if (id !== 0) this.#unsubscribing.set(topic, 0);
+      this.#rateRetryFromId = this.#nextId;
+      this.#flush();
+    }, delay);
   }
 
   /** @param {Entry} entry */
-  #sendSubscribe(entry) {
-    // Not yet open: `#opened` subscribes to every topic.
+  #queueSubscribe(entry) {
+    this.#toSubscribe.add(entry);
+    this.#queueFlush();
+  }
+
+  /** Sends what this turn of the event loop asked for once it ends, as batch frames. */
+  #queueFlush() {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      this.#flush();
+    });
+  }
+
+  /** Sends the queued unsubscriptions, then the queued subscriptions, in frames of at most {@link MAX_BATCH_BYTES}. */
+  #flush() {
+    // Not yet open: `#opened` subscribes to every topic, and the new connection holds no other.
     if (this.#socket?.readyState !== 1) return;
-    entry.pendingId = this.#nextId++;
-    this.#send({ type: "subscribe", id: entry.pendingId, topic: entry.topic });
+    const leaving = [...this.#unsubscribing].filter(([, id]) => id === 0).map(([topic]) => topic);
+    for (const topics of batches(leaving)) {
+      const id = this.#nextId++;
+      for (const topic of topics) this.#unsubscribing.set(topic, id);
+      this.#send({ type: "unsubscribe", id, topics });
+    }
+    const entries = new Map([...this.#toSubscribe].map((entry) => [entry.topic, entry]));
+    this.#toSubscribe.clear();
+    for (const topics of batches([...entries.keys()])) {
+      const id = this.#nextId++;
+      for (const topic of topics) /** @type {Entry} */ (entries.get(topic)).pendingId = id;
+      this.#send({ type: "subscribe", id, topics });
+    }
   }
 
   /** @param {ClientFrame} frame */

@@ -7,13 +7,21 @@
  * memory without bound. {@link Connection.admit} watches `bufferedAmount` instead: over the
  * soft limit frames are held back, over the hard limit (or soft for too long) the client is
  * closed with {@link CloseCode.SLOW_CONSUMER}.
+ *
+ * A client the server drops (abuse, timeouts, policy) must get its close frame. Deno's server
+ * socket, once closing, drops the TCP connection at the next data frame it reads instead of
+ * waiting for the client's close frame; with more of the client's frames unread in the kernel's
+ * receive buffer the kernel then sends a reset, which discards the close frame at the client
+ * (measured: close 1006 instead of 4029 for a client that sent 1,000 frames at once). So a
+ * dropped connection first lingers: it acts on nothing and reads until the client has been quiet
+ * for {@link LINGER_QUIET_MS} (at most {@link LINGER_MAX_MS}), and closes then.
  */
 
 import { type Authenticator, AuthError, type Principal } from "./auth.ts";
 import type { Config } from "./config.ts";
 import { welcome } from "./fanout.ts";
 import { FrameRate } from "./limits.ts";
-import type { Logger } from "./log.ts";
+import type { LogFields, Logger } from "./log.ts";
 import type { Counter, Metrics } from "./metrics.ts";
 import {
   ackFrame,
@@ -27,6 +35,7 @@ import {
   parseClientFrame,
   pongFrame,
   ProtocolError,
+  type TopicsFrame,
 } from "./protocol.ts";
 import { LegacyFrameError, type LegacySubscription } from "./legacy.ts";
 import type { Peer, Registry, Subscription } from "./registry.ts";
@@ -52,6 +61,15 @@ export interface ConnectionContext {
 
 /** Longest a timer may wait in one go (setTimeout's limit); later deadlines are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A dropped connection closes once the client has sent nothing for this long: its frames are all read. */
+const LINGER_QUIET_MS = 100;
+
+/**
+ * A dropped connection closes after this long even while the client goes on sending (its close
+ * frame may then be lost to a reset: a client that never stops is not owed one).
+ */
+const LINGER_MAX_MS = 2000;
 
 let nextId = 1;
 
@@ -96,8 +114,10 @@ export class Connection implements Peer {
   private warnedConfig = false;
   // Security state (docs/security.md): who this is, how fast it sends, and its deadlines.
   private principal: Principal | undefined;
-  private readonly rate: FrameRate;
+  private readonly rate = new FrameRate();
   private refusedInARow = 0;
+  /** Set while a dropped connection reads out the client's last frames before its close (see the top). */
+  private linger: { timer: ReturnType<typeof setTimeout> | undefined; lastFrameAt: number } | undefined;
   private verifying: unknown[] | undefined;
   private readonly timers = new Map<"first" | "auth" | "expiry", ReturnType<typeof setTimeout>>();
 
@@ -116,13 +136,13 @@ export class Connection implements Peer {
     principal?: Principal,
   ) {
     this.mode = v1 ? "v1" : "undecided";
-    this.rate = new FrameRate(context.config.maxFramesPerSecond);
     this.startTimers(principal);
     socket.onmessage = (event) => this.gate(event.data);
     // onclose can fire more than once; closing is idempotent. One handler serves both events and
     // the server's bookkeeping: every listener costs each connection a few hundred bytes.
     const gone = (event: Event) => {
       this.release();
+      this.endLinger();
       this.onGone?.(event);
     };
     socket.onclose = gone;
@@ -142,6 +162,14 @@ export class Connection implements Peer {
 
   /** Implements {@link Peer.admit}: checks the send buffer before a frame. */
   admit(): "send" | "skip" | "dropped" {
+    const pressure = this.sendPressure();
+    if (pressure !== "over_soft") return pressure === "under_soft" ? "send" : "dropped";
+    this.context.metrics.inc("gatecast_frames_held_back_total");
+    return "skip";
+  }
+
+  /** Where the send buffer stands; a client over the hard limit (or the soft one for too long) is dropped here. */
+  private sendPressure(): "under_soft" | "over_soft" | "dropped" {
     if (this.closed) return "dropped";
     if (this.socket.readyState === WebSocket.CLOSING || this.socket.readyState === WebSocket.CLOSED) {
       // Closed by Deno's keep-alive (or the peer) while frames were queued: its close event can
@@ -156,26 +184,17 @@ export class Connection implements Peer {
     const buffered = this.bufferedBound;
     if (buffered <= sendBufferSoftBytes) {
       this.overSoftSince = 0;
-      return "send";
+      return "under_soft";
     }
     const now = Date.now();
     if (this.overSoftSince === 0) this.overSoftSince = now;
     const overHard = buffered > sendBufferHardBytes;
     if (overHard || now - this.overSoftSince > slowClientGraceMs) {
-      const reason = overHard ? "slow_hard_limit" : "slow_grace_expired";
-      this.context.logger.warn("dropping slow client", {
-        conn: this.id,
-        remote: this.remote,
-        buffered,
-        reason,
-      });
-      this.drop(reason, CloseCode.SLOW_CONSUMER, "client is not reading its frames");
+      const why = overHard ? "slow_hard_limit" : "slow_grace_expired";
+      this.drop(why, CloseCode.SLOW_CONSUMER, "client is not reading its frames", { buffered });
       return "dropped";
     }
-    this.context.metrics.inc(
-      "gatecast_frames_held_back_total",
-    );
-    return "skip";
+    return "over_soft";
   }
 
   /**
@@ -203,8 +222,14 @@ export class Connection implements Peer {
     sent.bytes.add(bytes ?? measuredLength(text));
   }
 
-  /** Closes the socket with a code and reason and releases every subscription. */
+  /** Closes the socket at once with a code and reason (ending a linger) and releases every subscription. */
   close(code: number, reason: string): void {
+    this.endLinger();
+    this.closeSocket(code, reason);
+    this.release();
+  }
+
+  private closeSocket(code: number, reason: string): void {
     if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) {
       try {
         this.socket.close(code, closeReason(reason));
@@ -212,7 +237,6 @@ export class Connection implements Peer {
         // already closing
       }
     }
-    this.release();
   }
 
   /** Releases every subscription; safe to call more than once. */
@@ -236,13 +260,10 @@ export class Connection implements Peer {
         new ProtocolError(ErrorCode.BAD_FRAME, "binary frames are not accepted; send UTF-8 JSON text frames"),
       );
     }
-    // A string's length is at most its UTF-8 byte length, and at least a third of it.
-    if (
-      data.length > this.context.config.maxFrameBytes ||
-      (data.length * 3 > this.context.config.maxFrameBytes &&
-        new TextEncoder().encode(data).length > this.context.config.maxFrameBytes)
-    ) {
-      return this.tooBig(data.length);
+    // A string's UTF-8 length is at most three times its length: short frames need no count.
+    if (data.length * 3 > this.context.config.maxFrameBytes) {
+      const bytes = utf8Length(data);
+      if (bytes > this.context.config.maxFrameBytes) return this.tooBig(bytes);
     }
     let frame: ClientFrame;
     try {
@@ -271,28 +292,44 @@ export class Connection implements Peer {
       );
     }
     if (frame.type === "ping") return this.send(pongFrame(frame.id));
-    if (frame.type === "subscribe") return this.subscribe(frame.topic, frame.id);
-    return this.unsubscribe(frame.topic, frame.id);
+    this.serveTopics(frame);
+  }
+
+  /**
+   * Answers each topic of a `subscribe` or `unsubscribe` frame in order, as a frame of its own
+   * would be answered. A batch's replies can be many, so the send buffer is checked before each.
+   */
+  private serveTopics(frame: TopicsFrame): void {
+    for (const topic of frame.topics) {
+      if (this.sendPressure() === "dropped") return;
+      try {
+        const name = this.resolveTopic(topic, frame.id);
+        if (frame.type === "subscribe") this.subscribe(name, frame.id);
+        else this.unsubscribe(name, frame.id);
+      } catch (error) {
+        if (!(error instanceof ProtocolError)) throw error;
+        this.reject(error, frame.batch ? topic as string : undefined);
+      }
+    }
   }
 
   /** Runs before any parsing: first-frame deadline, frame rate, and the queue kept while a token is verified. */
   private gate(data: unknown): void {
+    if (this.linger) {
+      this.linger.lastFrameAt = Date.now(); // read and ignored: see the top of the file
+      return;
+    }
     if (this.closed) return;
     this.clearTimer("first");
-    if (!this.rate.take()) {
+    // The rate in force now, for the bucket and the close alike: a reload applies to both at once.
+    const rate = this.context.config.maxFramesPerSecond;
+    if (!this.rate.take(rate)) {
       // Over the rate the frame is dropped with an error; a client that goes on is closed.
-      if (++this.refusedInARow > 2 * this.context.config.maxFramesPerSecond) {
-        return this.drop(
-          "rate_limited",
-          CloseCode.RATE_LIMITED,
-          `over ${this.context.config.maxFramesPerSecond} frames per second`,
-        );
+      if (++this.refusedInARow > 2 * rate) {
+        return this.drop("rate_limited", CloseCode.RATE_LIMITED, `over ${rate} frames per second`);
       }
       return this.reject(
-        new ProtocolError(
-          ErrorCode.RATE_LIMITED,
-          `frame dropped: at most ${this.context.config.maxFramesPerSecond} frames per second`,
-        ),
+        new ProtocolError(ErrorCode.RATE_LIMITED, `frame dropped: at most ${rate} frames per second`),
       );
     }
     this.refusedInARow = 0;
@@ -347,13 +384,53 @@ export class Connection implements Peer {
     this.timers.delete(name);
   }
 
-  /** Closes the connection for something the client did (or did not do), counted by `why`. */
-  private drop(why: string, code: number, reason: string): void {
+  /**
+   * Closes the connection for something the client did (or did not do), counted and logged by
+   * `why`: its subscriptions end now, the close frame goes out once the client is quiet.
+   */
+  private drop(why: string, code: number, reason: string, fields: LogFields = {}): void {
     if (this.closed) return;
-    this.context.metrics.inc("gatecast_clients_dropped_total", {
+    this.context.metrics.inc("gatecast_clients_dropped_total", { reason: why });
+    const slow = code === CloseCode.SLOW_CONSUMER;
+    this.context.logger[slow ? "warn" : "info"]("dropping client", {
+      conn: this.id,
+      remote: this.remote,
       reason: why,
+      closeCode: code,
+      closeReason: reason,
+      ...fields,
     });
-    this.close(code, reason);
+    this.release();
+    this.lingerThenClose(code, reason);
+  }
+
+  /** Reads (and ignores) the client's frames until it has been quiet, then closes: see the top of the file. */
+  private lingerThenClose(code: number, reason: string): void {
+    const started = Date.now();
+    const arm = (ms: number) => {
+      const due = Date.now() + ms;
+      this.linger!.timer = setTimeout(() => check(due), ms);
+    };
+    const check = (due: number) => {
+      const now = Date.now();
+      const quietFor = now - this.linger!.lastFrameAt;
+      // A timer that fires late means the event loop was busy: the client's frames may be waiting
+      // to be read, so a quiet spell counts only when the loop kept time.
+      const quiet = quietFor >= LINGER_QUIET_MS && now - due < LINGER_QUIET_MS / 2;
+      if (quiet || now - started >= LINGER_MAX_MS) {
+        this.linger = undefined;
+        return this.closeSocket(code, reason);
+      }
+      arm(Math.max(1, Math.min(LINGER_QUIET_MS - quietFor, started + LINGER_MAX_MS - now)));
+    };
+    this.linger = { timer: undefined, lastFrameAt: started };
+    arm(LINGER_QUIET_MS);
+  }
+
+  private endLinger(): void {
+    if (!this.linger) return;
+    clearTimeout(this.linger.timer);
+    this.linger = undefined;
   }
 
   /** Verifies an `auth` frame's token; frames that arrive meanwhile wait in order. */
@@ -432,7 +509,8 @@ export class Connection implements Peer {
     );
   }
 
-  private reject(error: ProtocolError | LegacyFrameError): void {
+  /** Answers a frame (or, with `topic`, one topic of a batch) that could not be accepted. */
+  private reject(error: ProtocolError | LegacyFrameError, topic?: string): void {
     this.context.metrics.inc("gatecast_client_errors_total", {
       code: error instanceof ProtocolError ? error.code : "LEGACY",
     });
@@ -440,7 +518,7 @@ export class Connection implements Peer {
       // Old clients cannot read error frames: tell them with the close reason.
       return this.drop("policy", CloseCode.POLICY_VIOLATION, error.message);
     }
-    this.send(errorFrame(error.code, error.message, error.id));
+    this.send(errorFrame(error.code, error.message, error.id, topic));
   }
 
   /** Parses a topic and checks it names a configured database and a handle. @throws {ProtocolError} */
@@ -499,32 +577,22 @@ export class Connection implements Peer {
     return subscription;
   }
 
-  private subscribe(topic: unknown, id: FrameId | undefined): void {
-    try {
-      const name = this.resolveTopic(topic, id);
-      const subscription = this.hold(name, id, false);
-      this.send(ackFrame("subscribed", name.key, id));
-      welcome(subscription);
-    } catch (error) {
-      if (error instanceof ProtocolError) return this.reject(error);
-      throw error;
-    }
+  /** Subscribes to one topic: `subscribed`, then its snapshot. @throws {ProtocolError} */
+  private subscribe(name: TopicName, id: FrameId | undefined): void {
+    const subscription = this.hold(name, id, false);
+    this.send(ackFrame("subscribed", name.key, id));
+    welcome(subscription);
   }
 
-  private unsubscribe(topic: unknown, id: FrameId | undefined): void {
-    try {
-      const name = this.resolveTopic(topic, id);
-      const subscription = this.subscriptions.get(name.key);
-      if (!subscription) {
-        throw new ProtocolError(ErrorCode.NOT_SUBSCRIBED, `not subscribed to '${name.key}'`, id);
-      }
-      this.subscriptions.delete(name.key);
-      this.context.registry.unsubscribe(subscription);
-      this.send(ackFrame("unsubscribed", name.key, id));
-    } catch (error) {
-      if (error instanceof ProtocolError) return this.reject(error);
-      throw error;
+  /** Ends the subscription to one topic: `unsubscribed`. @throws {ProtocolError} NOT_SUBSCRIBED */
+  private unsubscribe(name: TopicName, id: FrameId | undefined): void {
+    const subscription = this.subscriptions.get(name.key);
+    if (!subscription) {
+      throw new ProtocolError(ErrorCode.NOT_SUBSCRIBED, `not subscribed to '${name.key}'`, id);
     }
+    this.subscriptions.delete(name.key);
+    this.context.registry.unsubscribe(subscription);
+    this.send(ackFrame("unsubscribed", name.key, id));
   }
 
   /** A seed subscription; what v1 answers with an error frame closes a legacy client (1008). */

@@ -5,34 +5,33 @@
  */
 
 /**
- * A token bucket: `rate` frames per second, bursts of up to `rate`.
+ * A token bucket of frames: `rate` frames per second, bursts of up to `rate`. The rate is given
+ * at every {@link FrameRate.take}, not at construction, so that a reloaded `maxFramesPerSecond`
+ * reaches connections that are already open.
  *
  * @example
  * ```ts
- * const bucket = new FrameRate(100);
- * if (!bucket.take()) refuse();
+ * const bucket = new FrameRate();
+ * if (!bucket.take(config.maxFramesPerSecond)) refuse();
  * ```
  */
 export class FrameRate {
-  private tokens: number;
+  /** Full at the start: the first take caps it at the rate. */
+  private tokens = Infinity;
   private last: number;
 
-  /**
-   * @param rate frames per second (also the burst size)
-   * @param now the clock, injectable for tests
-   */
-  constructor(
-    private readonly rate: number,
-    private readonly now: () => number = performance.now.bind(performance),
-  ) {
-    this.tokens = rate;
+  /** @param now the clock in milliseconds, injectable for tests */
+  constructor(private readonly now: () => number = performance.now.bind(performance)) {
     this.last = now();
   }
 
-  /** Takes one frame's token; false when the client is over its rate. */
-  take(): boolean {
+  /**
+   * Takes one frame's token at `rate` frames per second (also the burst size); false when the
+   * client is over its rate. A lower rate than before caps the tokens saved up at once.
+   */
+  take(rate: number): boolean {
     const t = this.now();
-    this.tokens = Math.min(this.rate, this.tokens + ((t - this.last) / 1000) * this.rate);
+    this.tokens = Math.min(rate, this.tokens + ((t - this.last) / 1000) * rate);
     this.last = t;
     if (this.tokens < 1) return false;
     this.tokens -= 1;

@@ -19,7 +19,7 @@ export const SUBPROTOCOL = "gatecast.v1";
 export const ErrorCode = {
   /** The text frame is not JSON. */
   BAD_JSON: "BAD_JSON",
-  /** JSON, but not a frame: not an object, a field of the wrong type, or a binary frame. */
+  /** JSON, but not a frame: not an object, a field of the wrong type, a bad `topics` list, or a binary frame. */
   BAD_FRAME: "BAD_FRAME",
   /** `type` names no frame type. */
   UNKNOWN_TYPE: "UNKNOWN_TYPE",
@@ -88,10 +88,28 @@ export class ProtocolError extends Error {
 /** A client-chosen request id, echoed in the reply: an integer or a string of at most 64 characters. */
 export type FrameId = number | string;
 
+/**
+ * A `subscribe` or `unsubscribe` frame: the single form names one topic in `topic`, the batch form
+ * a list in `topics`. Each topic is answered on its own, in order, as if it came in a frame of
+ * its own; the batch is one frame for the rate limit.
+ */
+export interface TopicsFrame {
+  /** What to do with each topic. */
+  readonly type: "subscribe" | "unsubscribe";
+  /** The frame's id, echoed in every answer. */
+  readonly id?: FrameId;
+  /** The topics in the order sent; unchecked (the single form's `topic` may be anything). */
+  readonly topics: readonly unknown[];
+  /**
+   * Whether the frame used `topics`. A batch's answers share its id, so its per-topic errors name
+   * their topic; the single form's errors stay as they always were, without one.
+   */
+  readonly batch: boolean;
+}
+
 /** A client frame, validated. Topics are checked later, against the configuration. */
 export type ClientFrame =
-  | { readonly type: "subscribe"; readonly id?: FrameId; readonly topic: unknown }
-  | { readonly type: "unsubscribe"; readonly id?: FrameId; readonly topic: unknown }
+  | TopicsFrame
   | { readonly type: "ping"; readonly id?: FrameId }
   | { readonly type: "auth"; readonly id?: FrameId; readonly token: string }
   | { readonly type: "legacy"; readonly subscription: LegacySubscription };
@@ -104,7 +122,9 @@ const CLIENT_TYPES = ["subscribe", "unsubscribe", "ping", "auth"];
  * @example
  * ```ts
  * parseClientFrame('{"type":"subscribe","id":1,"topic":"plant1/real/12"}');
- * // { type: "subscribe", id: 1, topic: "plant1/real/12" }
+ * // { type: "subscribe", id: 1, topics: ["plant1/real/12"], batch: false }
+ * parseClientFrame('{"type":"subscribe","id":2,"topics":["plant1/real/1","plant1/real/2"]}');
+ * // { type: "subscribe", id: 2, topics: ["plant1/real/1", "plant1/real/2"], batch: true }
  * ```
  * @throws {ProtocolError} with BAD_JSON, BAD_FRAME or UNKNOWN_TYPE; a legacy frame that cannot
  * be served throws {@link LegacyFrameError} from `legacy.ts`.
@@ -145,7 +165,36 @@ export function parseClientFrame(text: string): ClientFrame {
     }
     return { type, id, token: record.token };
   }
-  return { type: type as "subscribe" | "unsubscribe", id, topic: record.topic };
+  return parseTopics(type as TopicsFrame["type"], id, record);
+}
+
+/**
+ * The topics of a `subscribe` or `unsubscribe` frame. The batch's shape is the frame's: a list
+ * that is not a non-empty array of distinct strings refuses the whole frame, and nothing in it
+ * is done. What each string names is checked per topic, later.
+ */
+function parseTopics(
+  type: TopicsFrame["type"],
+  id: FrameId | undefined,
+  record: Record<string, unknown>,
+): TopicsFrame {
+  if (!Object.hasOwn(record, "topics")) return { type, id, topics: [record.topic], batch: false };
+  const bad = (message: string) => new ProtocolError(ErrorCode.BAD_FRAME, message, id);
+  if (Object.hasOwn(record, "topic")) {
+    throw bad(`a ${type} frame names one "topic" or a list of "topics", not both`);
+  }
+  const topics = record.topics;
+  if (!Array.isArray(topics)) {
+    throw bad(`"topics" must be an array of topic strings, got ${describe(topics)}`);
+  }
+  if (topics.length === 0) throw bad(`"topics" must name at least one topic`);
+  const seen = new Set<string>();
+  for (const [i, topic] of topics.entries()) {
+    if (typeof topic !== "string") throw bad(`"topics[${i}]" must be a topic string, got ${describe(topic)}`);
+    if (seen.has(topic)) throw bad(`"topics" names ${describe(topic)} twice (at ${i}); name each topic once`);
+    seen.add(topic);
+  }
+  return { type, id, topics, batch: true };
 }
 
 function parseId(id: unknown): FrameId | undefined {
@@ -158,7 +207,10 @@ function parseId(id: unknown): FrameId | undefined {
   );
 }
 
-/** `{"type":"error",...}`, with the `topic` it ends when the server ends a subscription. */
+/**
+ * `{"type":"error",...}`, with a `topic` when the error is about one topic of a batch frame, or
+ * names the subscription the server ended.
+ */
 export function errorFrame(code: ErrorCode, message: string, id?: FrameId, topic?: string): string {
   return JSON.stringify({ type: "error", id, code, message, topic });
 }

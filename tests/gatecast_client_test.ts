@@ -1,13 +1,15 @@
 /**
  * The client SDK (`client/gatecast_client.js`) in Deno against a running gatecast on a real
  * MariaDB: snapshot and updates, restart of the server on the same port, `seq` gaps, stale
- * topics, unsubscribing, and the backoff schedule.
+ * topics, unsubscribing, the backoff schedule, and dashboards of many topics: batch frames,
+ * resubscribing in batches, and retries of what the rate limit dropped.
  */
 
 import assert from "node:assert/strict";
 import {
   backoffDelay,
   GatecastClient,
+  MAX_BATCH_BYTES,
   pointKey,
   type Status,
   type StatusDetail,
@@ -210,8 +212,8 @@ Deno.test("a seq gap makes the client subscribe again and end on the latest poin
       assert.deepEqual([...fresh.changed], ['["B1","ua"]']);
       assert.deepEqual(rec.states.map((s) => `${s.reason}:${s.seq}`), ["snapshot:1", "snapshot:1"]);
       assert.deepEqual(sent, [
-        { type: "subscribe", id: 1, topic: TOPIC },
-        { type: "subscribe", id: 2, topic: TOPIC },
+        { type: "subscribe", id: 1, topics: [TOPIC] },
+        { type: "subscribe", id: 2, topics: [TOPIC] },
       ]);
     } finally {
       client.close();
@@ -373,4 +375,173 @@ Deno.test("with a token the client authenticates after every connect and its sub
     assert.equal(refused.states.some((s) => s.reason === "snapshot"), false);
     anonymous.close();
   }, { auth: tokenAuth({ timeoutMs: 300 }) });
+});
+
+// ---- Dashboards of many topics ----
+
+/** Units 1 to `units`, one point each (`ua` of gateway `U<unit>`, valued the unit number), in two statements. */
+async function unitsPlant(units: number): Promise<TestDatabase> {
+  const db = await createTestDatabase();
+  const numbers = Array.from({ length: units }, (_, i) => i + 1);
+  await db.query(
+    "INSERT INTO archive_device (unit_id, code, recode, name, `rename`, show_id, gateway_address, gateway_id, lot_type, status) VALUES ?",
+    [numbers.map((unit) => [unit, "ua", "UA", "ua", `U${unit} ua`, 1, `U${unit}`, 1, "modbus", "a"])],
+  );
+  await db.query("INSERT INTO device_data_real (equip_address, ua) VALUES ?", [
+    numbers.map((unit) => [`U${unit}`, unit]),
+  ]);
+  return db;
+}
+
+/** A sent frame, parsed, with its size in bytes. */
+type SentFrame = Record<string, unknown> & { bytes: number };
+
+/** A WebSocket that records every frame the client sends. */
+function recordingWebSocket(sent: SentFrame[]) {
+  return class RecordingWebSocket extends WebSocket {
+    override send(data: string) {
+      sent.push({ ...JSON.parse(data), bytes: new TextEncoder().encode(data).length });
+      super.send(data);
+    }
+  };
+}
+
+/** The topics of the subscribe frames sent, frame by frame. */
+function subscribeBatches(sent: SentFrame[]): string[][] {
+  return sent.filter((frame) => frame.type === "subscribe").map((frame) => frame.topics as string[]);
+}
+
+/** Lets the current turn of the event loop end. */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+Deno.test("1,000 topics subscribed in one turn go out as batch frames under MAX_BATCH_BYTES and get 1,000 snapshots; after a restart they are resubscribed in batches; the connection stays open", async () => {
+  const db = await unitsPlant(1000);
+  const port = freePort();
+  let app = await startTestApp({ plant1: db.settings }, { port });
+  const sent: SentFrame[] = [];
+  const recorder = new Recorder();
+  const snapshots = new Map<string, TopicState[]>();
+  const client = new GatecastClient(app.wsUrl, {
+    ...FAST,
+    WebSocket: recordingWebSocket(sent),
+    onStatus: recorder.onStatus,
+  });
+  const topics = Array.from({ length: 1000 }, (_, i) => `plant1/real/${i + 1}`);
+  try {
+    for (const topic of topics) {
+      client.subscribe(topic, (state) => {
+        if (state.reason === "snapshot") snapshots.set(topic, [...(snapshots.get(topic) ?? []), state]);
+      });
+    }
+    await waitFor("1,000 snapshots", () => snapshots.size === 1000, 30_000);
+    // About 18 KB of topics: two frames, each under the limit, every topic once.
+    const batches = subscribeBatches(sent);
+    assert.deepEqual(batches.length, 2);
+    assert.deepEqual(batches.flat(), topics);
+    assert.ok(
+      sent.every((frame) => frame.bytes <= MAX_BATCH_BYTES),
+      `frames of ${sent.map((f) => f.bytes)} bytes`,
+    );
+    assert.ok([...snapshots.values()].every((states) => states.length === 1), "one snapshot per topic");
+    assert.deepEqual(snapshots.get("plant1/real/1000")![0].points.map((p) => p.value), [1000]);
+    assert.deepEqual(client.status, "open");
+    assert.deepEqual(app.metrics.value("gatecast_client_errors_total", { code: "RATE_LIMITED" }), 0);
+
+    await app.stop();
+    await waitFor("the client to notice", () => client.status !== "open");
+    sent.length = 0;
+    snapshots.clear();
+    app = await startTestApp({ plant1: db.settings }, { port });
+    await waitFor("1,000 snapshots after the restart", () => snapshots.size === 1000, 30_000);
+    assert.deepEqual(
+      subscribeBatches(sent).map((batch) => batch.length),
+      batches.map((batch) => batch.length),
+    );
+    assert.deepEqual(subscribeBatches(sent).flat(), topics);
+    assert.deepEqual(client.status, "open");
+    assert.deepEqual(app.metrics.value("gatecast_client_errors_total", { code: "RATE_LIMITED" }), 0);
+    assert.deepEqual(app.registry.subscriptionCount, 1000);
+    // Connected, closed by the restart, connected again: no other close.
+    const names = recorder.statusNames();
+    assert.deepEqual(names.filter((name) => name === "closed").length, 1);
+    assert.deepEqual(names[names.length - 1], "open");
+  } finally {
+    client.close();
+    await app.stop();
+    await db.drop();
+  }
+});
+
+Deno.test("subscriptions the server drops for its rate limit are asked for again after a backoff, in one batch, until served", async () => {
+  const db = await unitsPlant(8);
+  await withTestApp(db, { plant1: db.settings }, async (app) => {
+    const sent: SentFrame[] = [];
+    const client = new GatecastClient(app.wsUrl, {
+      initialDelayMs: 300,
+      maxDelayMs: 1000,
+      jitter: 0,
+      pingIntervalMs: 0,
+      WebSocket: recordingWebSocket(sent),
+    });
+    try {
+      await waitFor("open", () => client.status === "open");
+      const snapshots = new Set<string>();
+      const topics = Array.from({ length: 8 }, (_, i) => `plant1/real/${i + 1}`);
+      for (const topic of topics) {
+        // One frame per turn: eight frames against a burst of five.
+        client.subscribe(topic, (state) => state.reason === "snapshot" && snapshots.add(state.topic));
+        await nextTurn();
+      }
+      await waitFor("8 snapshots", () => snapshots.size === 8);
+      assert.deepEqual(subscribeBatches(sent), [...topics.map((topic) => [topic]), topics.slice(5)]);
+      assert.deepEqual(app.metrics.value("gatecast_client_errors_total", { code: "RATE_LIMITED" }), 3);
+      assert.deepEqual(client.status, "open");
+    } finally {
+      client.close();
+    }
+  }, { maxFramesPerSecond: 5 });
+});
+
+Deno.test("topics left in one turn are unsubscribed in one batch; a refused topic of a batch reaches only its own handler and needs no unsubscribe", async () => {
+  const db = await unitsPlant(3);
+  await withTestApp(db, { plant1: db.settings }, async (app) => {
+    const sent: SentFrame[] = [];
+    const errors: unknown[] = [];
+    const client = new GatecastClient(app.wsUrl, {
+      ...FAST,
+      WebSocket: recordingWebSocket(sent),
+      onError: (frame) => errors.push(frame),
+    });
+    try {
+      const states = new Map<string, TopicState>();
+      const topics = ["plant1/real/1", "plant9/real/1", "plant1/real/2", "plant1/real/3"];
+      const stops = topics.map((topic) => client.subscribe(topic, (state) => states.set(topic, state)));
+      await waitFor("every topic answered", () => states.size === 4);
+      assert.deepEqual(states.get("plant9/real/1")!.error, {
+        code: "UNKNOWN_DB",
+        message: "no database 'plant9' is configured",
+      });
+      assert.deepEqual(
+        ["plant1/real/1", "plant1/real/2", "plant1/real/3"].map((t) => states.get(t)!.reason),
+        [
+          "snapshot",
+          "snapshot",
+          "snapshot",
+        ],
+      );
+      for (const stop of stops) stop();
+      client.subscribe("plant1/real/2", () => {})(); // subscribed and left in the same turn
+      await waitFor("the server to end every subscription", () => app.registry.subscriptionCount === 0);
+      await nextTurn();
+      assert.deepEqual(sent.map(({ bytes: _, ...frame }) => frame), [
+        { type: "subscribe", id: 1, topics },
+        { type: "unsubscribe", id: 2, topics: ["plant1/real/1", "plant1/real/3", "plant1/real/2"] },
+      ]);
+      assert.deepEqual(errors, []);
+    } finally {
+      client.close();
+    }
+  });
 });

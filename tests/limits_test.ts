@@ -13,15 +13,26 @@ import {
 
 Deno.test("the frame bucket allows a burst of its rate, then refills at its rate", () => {
   let now = 0;
-  const bucket = new FrameRate(10, () => now);
-  for (let i = 0; i < 10; i++) assert.equal(bucket.take(), true, `frame ${i}`);
-  assert.equal(bucket.take(), false);
+  const bucket = new FrameRate(() => now);
+  for (let i = 0; i < 10; i++) assert.equal(bucket.take(10), true, `frame ${i}`);
+  assert.equal(bucket.take(10), false);
   now = 100; // 0.1 s refills one frame
-  assert.equal(bucket.take(), true);
-  assert.equal(bucket.take(), false);
+  assert.equal(bucket.take(10), true);
+  assert.equal(bucket.take(10), false);
   now = 60_000; // a long pause refills to the burst size, not beyond
-  for (let i = 0; i < 10; i++) assert.equal(bucket.take(), true);
-  assert.equal(bucket.take(), false);
+  for (let i = 0; i < 10; i++) assert.equal(bucket.take(10), true);
+  assert.equal(bucket.take(10), false);
+});
+
+Deno.test("the frame bucket follows a changed rate at once: a lower one caps the saved-up burst, a higher one refills faster", () => {
+  let now = 0;
+  const bucket = new FrameRate(() => now);
+  assert.equal(bucket.take(100), true); // 99 saved up
+  for (let i = 0; i < 3; i++) assert.equal(bucket.take(3), true, `frame ${i} at 3 per second`);
+  assert.equal(bucket.take(3), false);
+  now = 10; // 10 ms at 100 per second refills one frame
+  assert.equal(bucket.take(100), true);
+  assert.equal(bucket.take(100), false);
 });
 
 Deno.test("an address holds at most its maximum of connections and gets slots back on release", () => {
@@ -107,6 +118,37 @@ Deno.test("frames over maxFramesPerSecond get RATE_LIMITED, and a client that go
     for (let i = 0; i < 10; i++) client.send({ type: "ping" });
     const closed = await client.closed;
     assert.deepEqual([closed.code, closed.reason], [4029, "over 5 frames per second"]);
+  });
+});
+
+/** Sends `count` pings and counts the pongs and RATE_LIMITED errors among the answers. */
+async function pingBurst(client: TestClient, count: number): Promise<{ pongs: number; refused: number }> {
+  for (let i = 1; i <= count; i++) client.send({ type: "ping", id: i });
+  const answers = { pongs: 0, refused: 0 };
+  for (let i = 0; i < count; i++) {
+    const frame = await client.next();
+    if (frame.type === "pong") answers.pongs++;
+    else if (frame.code === "RATE_LIMITED") answers.refused++;
+    else throw new Error(`unexpected ${JSON.stringify(frame)}`);
+  }
+  return answers;
+}
+
+Deno.test("a reload of maxFramesPerSecond applies to open connections, to the bucket and the close alike", async () => {
+  await withServer({ maxFramesPerSecond: 1000 }, async (app) => {
+    const client = await TestClient.open(app.wsUrl, "gatecast.v1");
+    await app.reload({ ...app.config, maxFramesPerSecond: 4 });
+    // The bucket had 1000 frames saved up; the new rate allows a burst of 4.
+    assert.deepEqual(await pingBurst(client, 6), { pongs: 4, refused: 2 });
+    // Twice the new rate refused in a row closes it (two so far, seven more make nine).
+    for (let i = 0; i < 7; i++) client.send({ type: "ping" });
+    const closed = await client.closed;
+    assert.deepEqual([closed.code, closed.reason], [4029, "over 4 frames per second"]);
+
+    const raised = await TestClient.open(app.wsUrl, "gatecast.v1");
+    await app.reload({ ...app.config, maxFramesPerSecond: 50 });
+    assert.deepEqual(await pingBurst(raised, 20), { pongs: 20, refused: 0 });
+    await raised.close();
   });
 });
 

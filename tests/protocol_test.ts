@@ -71,12 +71,14 @@ Deno.test("subscribe, unsubscribe and ping frames parse with their id and topic"
   assert.deepEqual(parseClientFrame('{"type":"subscribe","id":1,"topic":"plant1/real/12"}'), {
     type: "subscribe",
     id: 1,
-    topic: "plant1/real/12",
+    topics: ["plant1/real/12"],
+    batch: false,
   });
   assert.deepEqual(parseClientFrame('{"type":"unsubscribe","id":"a","topic":"plant1/real/12"}'), {
     type: "unsubscribe",
     id: "a",
-    topic: "plant1/real/12",
+    topics: ["plant1/real/12"],
+    batch: false,
   });
   assert.deepEqual(parseClientFrame('{"type":"ping","id":3}'), { type: "ping", id: 3 });
 });
@@ -90,13 +92,62 @@ Deno.test("the topic is passed through unchecked, to be validated against the co
   assert.deepEqual(parseClientFrame('{"type":"subscribe","id":1,"topic":5}'), {
     type: "subscribe",
     id: 1,
-    topic: 5,
+    topics: [5],
+    batch: false,
   });
   assert.deepEqual(parseClientFrame('{"type":"unsubscribe"}'), {
     type: "unsubscribe",
     id: undefined,
-    topic: undefined,
+    topics: [undefined],
+    batch: false,
   });
+});
+
+Deno.test("the batch form lists its topics in order, each passed through unchecked as a string", () => {
+  assert.deepEqual(
+    parseClientFrame('{"type":"subscribe","id":7,"topics":["plant1/real/2","plant1/real/1","nonsense"]}'),
+    { type: "subscribe", id: 7, topics: ["plant1/real/2", "plant1/real/1", "nonsense"], batch: true },
+  );
+  assert.deepEqual(parseClientFrame('{"type":"unsubscribe","topics":["plant1/real/1"]}'), {
+    type: "unsubscribe",
+    id: undefined,
+    topics: ["plant1/real/1"],
+    batch: true,
+  });
+});
+
+Deno.test("a batch that is not a non-empty list of distinct strings, or comes with a topic, is BAD_FRAME with the frame's id", () => {
+  const cases: [string, string][] = [
+    [
+      '{"type":"subscribe","id":1,"topic":"plant1/real/1","topics":["plant1/real/2"]}',
+      'a subscribe frame names one "topic" or a list of "topics", not both',
+    ],
+    [
+      '{"type":"subscribe","id":1,"topics":"plant1/real/1"}',
+      '"topics" must be an array of topic strings, got "plant1/real/1"',
+    ],
+    [
+      '{"type":"unsubscribe","id":1,"topics":{"a":1}}',
+      '"topics" must be an array of topic strings, got an object',
+    ],
+    ['{"type":"subscribe","id":1,"topics":null}', '"topics" must be an array of topic strings, got null'],
+    ['{"type":"subscribe","id":1,"topics":[]}', '"topics" must name at least one topic'],
+    [
+      '{"type":"subscribe","id":1,"topics":["plant1/real/1",12]}',
+      '"topics[1]" must be a topic string, got 12',
+    ],
+    [
+      '{"type":"subscribe","id":1,"topics":[["plant1/real/1"]]}',
+      '"topics[0]" must be a topic string, got an array',
+    ],
+    [
+      '{"type":"subscribe","id":1,"topics":["plant1/real/1","plant1/real/2","plant1/real/1"]}',
+      '"topics" names "plant1/real/1" twice (at 2); name each topic once',
+    ],
+  ];
+  for (const [text, message] of cases) {
+    assert.throws(() => parseClientFrame(text), protocolError("BAD_FRAME", message, 1), text);
+  }
 });
 
 Deno.test("text that is not JSON is BAD_JSON", () => {
@@ -215,6 +266,10 @@ Deno.test("errorFrame, ackFrame, pongFrame and staleFrame produce the exact v1 t
     `{"type":"unsubscribed","id":"x","topic":"plant1/real/12"}`,
   );
   assert.equal(ackFrame("subscribed", "plant1/real/12"), `{"type":"subscribed","topic":"plant1/real/12"}`);
+  assert.equal(
+    errorFrame("UNKNOWN_DB", "no database 'plant9' is configured", 2, "plant9/real/1"),
+    `{"type":"error","id":2,"code":"UNKNOWN_DB","message":"no database 'plant9' is configured","topic":"plant9/real/1"}`,
+  );
   assert.equal(pongFrame(3), `{"type":"pong","id":3}`);
   assert.equal(pongFrame(), `{"type":"pong"}`);
   assert.equal(

@@ -92,14 +92,19 @@ export class RawClient {
 
   /** Sends one masked frame of any opcode. */
   async sendFrame(opcode: number, payload: Uint8Array): Promise<void> {
-    const mask = crypto.getRandomValues(new Uint8Array(4));
-    const header = payload.length < 126
-      ? [0x80 | opcode, 0x80 | payload.length]
-      : payload.length < 65536
-      ? [0x80 | opcode, 0x80 | 126, payload.length >> 8, payload.length & 255]
-      : [0x80 | opcode, 0x80 | 127, 0, 0, 0, 0, ...[24, 16, 8, 0].map((s) => (payload.length >>> s) & 255)];
-    const masked = payload.map((b, i) => b ^ mask[i % 4]);
-    await writeAll(this.conn, concat(new Uint8Array([...header, ...mask]), masked));
+    await writeAll(this.conn, maskedFrame(opcode, payload));
+  }
+
+  /** Sends many text frames in one write, as a client flooding the server does: they arrive together. */
+  async sendTexts(texts: readonly string[]): Promise<void> {
+    const frames = texts.map((text) => maskedFrame(1, encoder.encode(text)));
+    const all = new Uint8Array(frames.reduce((bytes, frame) => bytes + frame.length, 0));
+    let offset = 0;
+    for (const frame of frames) {
+      all.set(frame, offset);
+      offset += frame.length;
+    }
+    await writeAll(this.conn, all);
   }
 
   /**
@@ -165,6 +170,18 @@ export class RawClient {
     }
     return { opcode, text: decoder.decode(payload) };
   }
+}
+
+/** One frame as a client sends it: FIN set, payload masked. */
+function maskedFrame(opcode: number, payload: Uint8Array): Uint8Array {
+  const mask = crypto.getRandomValues(new Uint8Array(4));
+  const header = payload.length < 126
+    ? [0x80 | opcode, 0x80 | payload.length]
+    : payload.length < 65536
+    ? [0x80 | opcode, 0x80 | 126, payload.length >> 8, payload.length & 255]
+    : [0x80 | opcode, 0x80 | 127, 0, 0, 0, 0, ...[24, 16, 8, 0].map((s) => (payload.length >>> s) & 255)];
+  const masked = payload.map((b, i) => b ^ mask[i % 4]);
+  return concat(new Uint8Array([...header, ...mask]), masked);
 }
 
 async function writeAll(conn: Deno.TcpConn, data: Uint8Array): Promise<void> {
