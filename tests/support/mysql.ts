@@ -1,156 +1,22 @@
 /**
- * MariaDB/MySQL for tests, over real TCP. The server comes from `MYSQL_URL` when set, else a
- * server on 127.0.0.1:3306 (root, no password), else a throw-away `mariadbd` started here in a
- * temporary directory. Each test gets its own database with the seed's two tables.
+ * MariaDB/MySQL for tests, over real TCP. The server comes from servers.ts (`MYSQL_URL` when set,
+ * else a server on 127.0.0.1:3306, else a throw-away `mariadbd`). Each test gets its own database
+ * with the seed's two tables.
  */
 
 import mysql from "mysql2/promise";
 import type { MysqlSettings } from "../../lib/config.ts";
+import { type ServerInfo, testServer } from "./servers.ts";
 
-/** Admin connection settings of a reachable server. */
-export interface ServerInfo {
-  host: string;
-  port: number;
-  user: string;
-  password: string;
-}
-
-let serverPromise: Promise<ServerInfo> | undefined;
-
-/** The server tests use, found or started once per test process. */
-export function testServer(): Promise<ServerInfo> {
-  serverPromise ??= findOrStartServer();
-  return serverPromise;
-}
-
-async function findOrStartServer(): Promise<ServerInfo> {
-  const url = Deno.env.get("MYSQL_URL");
-  if (url) {
-    const u = new URL(url);
-    return {
-      host: u.hostname,
-      port: Number(u.port || 3306),
-      user: decodeURIComponent(u.username),
-      password: decodeURIComponent(u.password),
-    };
-  }
-  const local = { host: "127.0.0.1", port: 3306, user: "root", password: "" };
-  if (await canConnect(local)) return local;
-  const started = await startThrowawayMariadb();
-  return started.info;
-}
-
-async function canConnect(info: ServerInfo): Promise<boolean> {
-  try {
-    const conn = await mysql.createConnection({ ...info, connectTimeout: 2000 });
-    await conn.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A `mariadbd` of our own, in a temporary directory; `stop()` kills it and removes the files. */
-export interface ThrowawayMariadb {
-  info: ServerInfo;
-  dir: string;
-  /** Stops the server (SIGTERM, then SIGKILL) and waits for it to exit. */
-  stop(): Promise<void>;
-  /** Starts it again on the same port and data directory. */
-  restart(): Promise<void>;
-  /** Freezes (SIGSTOP) or thaws (SIGCONT) the process: a stalled database. */
-  pause(paused: boolean): void;
-}
-
-/** A free TCP port on 127.0.0.1. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-/**
- * Starts a throw-away MariaDB server (root, no password) and waits until it answers. Tests keep
- * its InnoDB buffer pool at 32 MiB, a quarter of MariaDB's default, to stay small; the benchmark
- * passes MariaDB's default, 128 MiB, so that its tables are read from memory as on a real server.
- */
-export async function startThrowawayMariadb(bufferPoolMiB = 32): Promise<ThrowawayMariadb> {
-  const dir = await Deno.makeTempDir({ prefix: "gatecast-mariadb-" });
-  const install = await new Deno.Command("mariadb-install-db", {
-    args: [
-      "--no-defaults",
-      `--datadir=${dir}/data`,
-      "--auth-root-authentication-method=normal",
-      "--skip-test-db",
-      "--user=root",
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!install.success) {
-    throw new Error(`mariadb-install-db failed: ${new TextDecoder().decode(install.stderr)}`);
-  }
-  const port = freePort();
-  const info = { host: "127.0.0.1", port, user: "root", password: "" };
-  // Started through bash in the background, so that no child handle stays open in the test
-  // (Deno's resource sanitizer) and the server outlives the test that happened to start it.
-  let pid = 0;
-  const start = async () => {
-    const args = [
-      "--no-defaults",
-      `--datadir=${dir}/data`,
-      `--socket=${dir}/mysqld.sock`,
-      `--pid-file=${dir}/mysqld.pid`,
-      `--port=${port}`,
-      "--bind-address=127.0.0.1",
-      "--user=root",
-      "--skip-log-bin",
-      `--innodb-buffer-pool-size=${bufferPoolMiB}M`,
-    ];
-    const out = await new Deno.Command("bash", {
-      args: ["-c", 'mariadbd "$@" >/dev/null 2>&1 & echo $!', "bash", ...args],
-      stdout: "piped",
-    }).output();
-    pid = Number(new TextDecoder().decode(out.stdout).trim());
-    const deadline = Date.now() + 30_000;
-    while (!(await canConnect(info))) {
-      if (Date.now() > deadline) throw new Error(`mariadbd on port ${port} did not answer within 30 s`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  };
-  const alive = () => {
-    try {
-      return pid > 0 && !Deno.readTextFileSync(`/proc/${pid}/stat`).split(" ")[2].startsWith("Z");
-    } catch {
-      return false;
-    }
-  };
-  const signal = (name: Deno.Signal) => {
-    try {
-      if (pid > 0) Deno.kill(pid, name);
-    } catch { /* already gone */ }
-  };
-  const stop = async () => {
-    signal("SIGCONT");
-    signal("SIGTERM");
-    const deadline = Date.now() + 15_000;
-    while (alive()) {
-      if (Date.now() > deadline) signal("SIGKILL");
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    pid = 0;
-  };
-  await start();
-  globalThis.addEventListener("unload", () => signal("SIGKILL"));
-  return {
-    info,
-    dir,
-    stop,
-    restart: start,
-    pause: (paused) => signal(paused ? "SIGSTOP" : "SIGCONT"),
-  };
-}
+// The server part (finding, installing, starting) lives in servers.ts; re-exported for the tests.
+export {
+  canConnect,
+  freePort,
+  type ServerInfo,
+  startThrowawayMariadb,
+  testServer,
+  type ThrowawayMariadb,
+} from "./servers.ts";
 
 /** The seed's two tables, as a MySQL test creates them. `rename` is a reserved word. */
 export const SCHEMA_SQL = [
@@ -241,6 +107,8 @@ export async function createTestDatabase(server?: ServerInfo): Promise<TestDatab
       }
     },
     async setData(address, values) {
+      // One transaction: a poll between the two statements would see the address without a row.
+      await admin.beginTransaction();
       await admin.query("DELETE FROM device_data_real WHERE equip_address = ?", [address]);
       const columns = Object.keys(values);
       await admin.query(
@@ -249,6 +117,7 @@ export async function createTestDatabase(server?: ServerInfo): Promise<TestDatab
         })`,
         [address, ...Object.values(values)],
       );
+      await admin.commit();
     },
     async selectCount() {
       const [rows] = await admin.query("SHOW GLOBAL STATUS LIKE 'Com_select'");
