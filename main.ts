@@ -4,7 +4,7 @@
  */
 
 import { type App, startApp } from "./lib/app.ts";
-import { type Flags, HELP, parseFlags, VERSION } from "./lib/cli.ts";
+import { applyFlags, type Flags, HELP, parseFlags, VERSION } from "./lib/cli.ts";
 import { type Config, ConfigError, parseConfig } from "./lib/config.ts";
 import { startDemoPlant } from "./lib/demo_plant.ts";
 import { Logger } from "./lib/log.ts";
@@ -45,19 +45,14 @@ async function main(): Promise<void> {
       return;
     }
     // The demo serves made-up data on loopback, so it runs without authentication.
-    const raw = flags.demo ? { databases: {}, auth: { mode: "none" } } : await readConfigFile(flags.config!);
-    config = parseConfig(raw, (name) => Deno.env.get(name));
+    const raw = flags.demo
+      ? { host: "127.0.0.1", databases: {}, auth: { mode: "none" } }
+      : await readConfigFile(flags.config!);
+    config = applyFlags(parseConfig(raw, (name) => Deno.env.get(name)), flags);
   } catch (error) {
     if (error instanceof ConfigError) fail(error.message);
     throw error;
   }
-  config = {
-    ...config,
-    host: flags.host ?? (flags.demo ? "127.0.0.1" : config.host),
-    port: flags.port ?? config.port,
-    logLevel: flags.logLevel ?? config.logLevel,
-    tls: flags.cert && flags.key ? { certFile: flags.cert, keyFile: flags.key } : config.tls,
-  };
   const logger = new Logger(config.logLevel);
   const demo = flags.demo ? startDemoPlant() : undefined;
   if (demo) config = { ...config, databases: { demo: { driver: "sqlite", path: ":memory:" } } };
@@ -91,16 +86,14 @@ async function main(): Promise<void> {
   if (!demo) Deno.addSignalListener("SIGHUP", () => reload(app, flags, logger));
 }
 
-/** SIGHUP: reads the config file again; a bad file is logged and the running config kept. */
+/**
+ * SIGHUP: reads the config file again and lays the flags over it as at start; a bad file is
+ * logged and the running config kept.
+ */
 async function reload(app: App, flags: Flags, logger: Logger): Promise<void> {
   try {
     const next = parseConfig(await readConfigFile(flags.config!), (name) => Deno.env.get(name));
-    await app.reload({
-      ...next,
-      host: flags.host ?? next.host,
-      port: flags.port ?? next.port,
-      logLevel: flags.logLevel ?? next.logLevel,
-    });
+    await app.reload(applyFlags(next, flags));
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     logger.error("configuration not reloaded; keeping the running one", { error: error.message });

@@ -16,13 +16,14 @@ export function retryCap(config: Config): number {
 /** Retry timing of one database. */
 export class RetryBackoff {
   private failures = 0;
-  private nextAt = 0;
+  /** When the last failed attempt started (ms); meaningful while failing. */
+  private failedAt = 0;
 
   /**
    * @param intervalMs the poll interval, the first delay
    * @param maxMs the longest delay
    */
-  constructor(private readonly intervalMs: number, private readonly maxMs: number) {}
+  constructor(private intervalMs: number, private maxMs: number) {}
 
   /** Failures in a row so far (0: healthy). */
   get failureCount(): number {
@@ -31,12 +32,12 @@ export class RetryBackoff {
 
   /** Whether an attempt may run at `now` (ms). */
   ready(now: number): boolean {
-    return now >= this.nextAt;
+    // The next attempt is due half an interval early, so that it falls on the tick it is meant for.
+    return this.failures === 0 || now >= this.failedAt + this.delay() - this.intervalMs / 2;
   }
 
   /**
    * Records a failed attempt that started at `startedAt`; returns the delay before the next.
-   * The next attempt is due half an interval early, so that it falls on the tick it is meant for.
    *
    * @example
    * ```ts
@@ -46,14 +47,33 @@ export class RetryBackoff {
    */
   failed(startedAt: number): number {
     this.failures++;
-    const delay = Math.min(this.intervalMs * 2 ** Math.min(this.failures - 1, 30), this.maxMs);
-    this.nextAt = startedAt + delay - this.intervalMs / 2;
-    return delay;
+    this.failedAt = startedAt;
+    return this.delay();
   }
 
   /** Records a success: the next attempt may run at once. */
   succeeded(): void {
     this.failures = 0;
-    this.nextAt = 0;
+  }
+
+  /**
+   * Takes a new interval and cap (a configuration reload). A failing database stays failing:
+   * its failures in a row are kept, and its next attempt is planned anew from its last failure.
+   *
+   * @example
+   * ```ts
+   * const b = new RetryBackoff(1000, 4000);
+   * b.failed(0); b.failed(0); // the next attempt waits 2000 ms
+   * b.retime(500, 4000); // now 1000 ms (two failures at the new interval); failureCount is still 2
+   * ```
+   */
+  retime(intervalMs: number, maxMs: number): void {
+    this.intervalMs = intervalMs;
+    this.maxMs = maxMs;
+  }
+
+  /** The wait after the current run of failures. */
+  private delay(): number {
+    return Math.min(this.intervalMs * 2 ** Math.min(this.failures - 1, 30), this.maxMs);
   }
 }

@@ -84,13 +84,14 @@ export class Poller {
     return source;
   }
 
-  /** Changes the tick interval and the retry cap (a configuration reload). */
+  /**
+   * Changes the tick interval and the retry cap (a configuration reload). A failing database
+   * stays failing: its backoff keeps its failures and plans its next attempt with the new timing.
+   */
   retime(intervalMs: number, retryMaxMs: number): void {
     this.intervalMs = intervalMs;
     this.retryMaxMs = retryMaxMs;
-    for (const code of this.backoffs.keys()) {
-      this.backoffs.set(code, new RetryBackoff(intervalMs, retryMaxMs));
-    }
+    for (const backoff of this.backoffs.values()) backoff.retime(intervalMs, retryMaxMs);
     if (this.timer !== undefined) {
       clearInterval(this.timer);
       this.timer = undefined;

@@ -5,9 +5,10 @@
  * Point metadata (`archive_device`) changes rarely and is the bulk of the rows, so it is
  * cached: each poll reads the values of every cached address and, at the same time on a second
  * connection, re-reads the metadata of a slice of the units (every unit at least once per
- * `pointsRefreshPolls` polls). A unit polled for the first time has its metadata read first,
- * then the values. Re-read metadata that names an address the poll did not read is used from
- * the next poll on, so a point is never shown without a value it has.
+ * `pointsRefreshPolls` polls, the slices as even as the units allow whatever their ids; see
+ * {@link RefreshSchedule}). A unit polled for the first time has its metadata read first, then
+ * the values. Re-read metadata that names an address the poll did not read is used from the
+ * next poll on, so a point is never shown without a value it has.
  *
  * A point's `code` names a column of `device_data_real`; that name is looked up in the returned
  * row, never put into SQL, so a hostile or odd `code` can only yield "no value".
@@ -54,12 +55,67 @@ interface CachedUnit {
   readonly addresses: readonly string[];
 }
 
-/** Per source: the cached metadata of every unit polled, and the count of polls. */
+/**
+ * Which cached units re-read their metadata on which poll. Each unit holds one of
+ * `pointsRefreshPolls` slots and is due on the polls whose count modulo `pointsRefreshPolls` is
+ * its slot. A unit takes the emptiest slot when it is first cached, so units fall due evenly by
+ * the order they joined, never by their ids (ids 10, 20, 30 with 10 slots would all share a
+ * slot under `id % 10`). When units leave, a due unit in a slot fuller than the emptiest by more
+ * than one moves to it; it was just re-read and the new slot comes round within
+ * `pointsRefreshPolls` polls, so no unit ever waits longer, and the slots even out within one
+ * round. Costs one map lookup per unit and poll, plus a scan of the slots per move.
+ */
+class RefreshSchedule {
+  private readonly slotOf = new Map<number, number>();
+  private readonly load: number[];
+
+  constructor(private readonly polls: number) {
+    this.load = new Array<number>(polls).fill(0);
+  }
+
+  /** Schedules a unit just read. */
+  add(id: number): void {
+    const slot = this.emptiest();
+    this.slotOf.set(id, slot);
+    this.load[slot]++;
+  }
+
+  /** Forgets a unit no longer polled. */
+  remove(id: number): void {
+    const slot = this.slotOf.get(id);
+    if (slot === undefined) return;
+    this.slotOf.delete(id);
+    this.load[slot]--;
+  }
+
+  /** The scheduled units among `unitIds` due at poll number `poll`; evens out their slot. */
+  due(poll: number, unitIds: readonly number[]): number[] {
+    const slot = poll % this.polls;
+    const due = unitIds.filter((id) => this.slotOf.get(id) === slot);
+    for (const id of due) {
+      const target = this.emptiest();
+      if (this.load[slot] <= this.load[target] + 1) break;
+      this.slotOf.set(id, target);
+      this.load[slot]--;
+      this.load[target]++;
+    }
+    return due;
+  }
+
+  private emptiest(): number {
+    let best = 0;
+    for (let slot = 1; slot < this.polls; slot++) if (this.load[slot] < this.load[best]) best = slot;
+    return best;
+  }
+}
+
+/** Per source: the cached metadata of every unit polled, the count of polls, and the schedule. */
 interface MetadataCache {
   polls: number;
   readonly units: Map<number, CachedUnit>;
   /** Re-read metadata with an address the poll that read it had no value for: used next poll. */
   readonly next: Map<number, CachedUnit>;
+  readonly schedule: RefreshSchedule;
 }
 
 /**
@@ -79,18 +135,26 @@ export function createRealHandle(options: RealHandleOptions): Handle {
     async fetch(source: Source, unitIds: readonly number[]): Promise<Map<number, UnitPoints>> {
       let cache = caches.get(source);
       if (!cache) {
-        cache = { polls: 0, units: new Map(), next: new Map() };
+        cache = {
+          polls: 0,
+          units: new Map(),
+          next: new Map(),
+          schedule: new RefreshSchedule(options.pointsRefreshPolls),
+        };
         caches.set(source, cache);
       }
-      const { units, next } = cache;
+      const { units, next, schedule } = cache;
       for (const [id, unit] of next) units.set(id, unit);
       next.clear();
       const wanted = new Set(unitIds);
-      for (const id of units.keys()) if (!wanted.has(id)) units.delete(id);
+      for (const id of units.keys()) {
+        if (wanted.has(id)) continue;
+        units.delete(id);
+        schedule.remove(id);
+      }
 
-      const poll = cache.polls++;
-      // Known units are re-read in turn, spread evenly over the polls by unit id.
-      const due = unitIds.filter((id) => units.has(id) && (id + poll) % options.pointsRefreshPolls === 0);
+      // Known units are re-read in turn; new ones at once, then in turn with the others.
+      const due = schedule.due(cache.polls++, unitIds);
       const unknown = unitIds.filter((id) => !units.has(id));
       /** Takes in re-read metadata; with `read`, only where every address was among those read. */
       const renew = (refreshed: Map<number, PointMetadata[]>, read?: ReadonlySet<string>) => {
@@ -108,7 +172,10 @@ export function createRealHandle(options: RealHandleOptions): Handle {
       if (unknown.length > 0) {
         // A new unit's values cannot be asked for before its addresses are known.
         const refreshed = await readMetadata(source, [...unknown, ...due]);
-        for (const id of unknown) units.set(id, cachedUnit(refreshed.get(id) ?? []));
+        for (const id of unknown) {
+          units.set(id, cachedUnit(refreshed.get(id) ?? []));
+          schedule.add(id);
+        }
         renew(refreshed);
         dataRows = await readValues(source, addressesOf(units, unitIds));
       } else {

@@ -1,5 +1,6 @@
 /**
- * The retry delay of a failing database: doubling from one interval, capped, reset by a success.
+ * The retry delay of a failing database: doubling from one interval, capped, reset by a success,
+ * and kept across a change of interval or cap.
  */
 
 import assert from "node:assert/strict";
@@ -26,4 +27,16 @@ Deno.test("the retry cap is dbRetryMaxMs, or twice the poll interval when it is 
     parseConfig({ auth: { mode: "none" }, databases: {}, ...settings }, () => undefined);
   assert.deepEqual(retryCap(config({ pollIntervalMs: 700 })), 1400);
   assert.deepEqual(retryCap(config({ pollIntervalMs: 700, dbRetryMaxMs: 5000 })), 5000);
+});
+
+Deno.test("a new interval and cap keep a failing database failing and replan its next attempt", () => {
+  const backoff = new RetryBackoff(1000, 4000);
+  backoff.failed(0);
+  backoff.failed(0); // next attempt: 2000 ms after, due at 1500
+  backoff.retime(500, 4000); // two failures at 500 ms: 1000 ms after, due at 750
+  assert.deepEqual(backoff.failureCount, 2);
+  assert.deepEqual([backoff.ready(700), backoff.ready(750)], [false, true]);
+  backoff.retime(1000, 1500); // capped at 1500 ms, due at 1000
+  assert.deepEqual([backoff.ready(999), backoff.ready(1000)], [false, true]);
+  assert.deepEqual(backoff.failed(1000), 1500); // the third failure doubles on, under the new cap
 });

@@ -43,8 +43,16 @@ Deno.test("the fan-out scenario delivers every tick to every client of gatecast 
     assert.equal(server.dropped, 0);
     assert.equal(server.missedFrames, 0);
     assert.ok(server.completeTicks > 0, `no complete tick in ${JSON.stringify(server)}`);
-    // /proc counts CPU in 10 ms steps: a tiny run may use none, so only the field's presence is checked.
-    assert.ok(server.cpuMicrosPerFrame >= 0);
+    // CPU per frame is the window's CPU over its frames: the CPU share (1% = 10,000 µs a second)
+    // over the frame rate, both rounded to 0.1 in the report. /proc counts CPU in 10 ms steps, so
+    // a tiny run may have used none; then both sides are 0.
+    const { cpuMicrosPerFrame, serverCpuPercent, framesPerSecond } = server;
+    const fromShare = serverCpuPercent * 10_000 / framesPerSecond;
+    const rounding = (500 + 0.1 * cpuMicrosPerFrame) / framesPerSecond + 0.01;
+    assert.ok(
+      Math.abs(cpuMicrosPerFrame - fromShare) <= rounding,
+      `${cpuMicrosPerFrame} µs a frame, but ${serverCpuPercent}% CPU at ${framesPerSecond} frames a second`,
+    );
   }
   // Both servers send the same frame, every point's new value. Over a 1 s window the values'
   // decimals (.25, .5, .75 or none, the same in every point of a frame) can differ by 3 bytes a point.

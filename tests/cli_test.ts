@@ -1,10 +1,12 @@
 /**
- * Command-line flags: what each flag yields, and one message naming the flag for each mistake.
+ * Command-line flags: what each flag yields, one message naming the flag for each mistake, and
+ * how flags are laid over a configuration (at start and on reload alike).
  */
 
 import assert from "node:assert/strict";
-import { type Flags, HELP, parseFlags, VERSION } from "../lib/cli.ts";
-import { ConfigError } from "../lib/config.ts";
+import { applyFlags, type Flags, HELP, parseFlags, VERSION } from "../lib/cli.ts";
+import { ConfigError, parseConfig } from "../lib/config.ts";
+import { restartNeeded } from "../lib/reload.ts";
 
 function flagError(path: string, message: string) {
   return (error: unknown) => {
@@ -163,4 +165,58 @@ Deno.test("the help text names every flag and the version", () => {
   }
   assert.ok(HELP.startsWith(`gatecast ${VERSION}:`));
   assert.match(VERSION, /^\d+\.\d+\.\d+$/);
+});
+
+/** A configuration file's contents, validated. */
+function fileConfig(settings: Record<string, unknown> = {}) {
+  return parseConfig({ auth: { mode: "none" }, databases: {}, ...settings }, () => undefined);
+}
+
+Deno.test("flags override the file's host, port, logLevel and tls; every other setting stands", () => {
+  const file = fileConfig({
+    host: "0.0.0.0",
+    port: 4053,
+    logLevel: "warn",
+    pollIntervalMs: 700,
+    tls: { certFile: "file.pem", keyFile: "file.key" },
+  });
+  const flags = parseFlags([
+    "--config",
+    "g.json",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--log-level",
+    "debug",
+    "--cert",
+    "c.pem",
+    "--key",
+    "k.pem",
+  ]);
+  assert.deepEqual(applyFlags(file, flags), {
+    ...file,
+    host: "127.0.0.1",
+    port: 0,
+    logLevel: "debug",
+    tls: { certFile: "c.pem", keyFile: "k.pem" },
+  });
+  assert.deepEqual(applyFlags(file, parseFlags(["--config", "g.json"])), file);
+});
+
+Deno.test("--cert and --key serve TLS over a file that has no tls", () => {
+  const flags = parseFlags(["--config", "g.json", "--cert", "c.pem", "--key", "k.pem"]);
+  assert.deepEqual(fileConfig().tls, undefined);
+  assert.deepEqual(applyFlags(fileConfig(), flags).tls, { certFile: "c.pem", keyFile: "k.pem" });
+});
+
+Deno.test("a reload of an unchanged file under --cert/--key/--port needs no restart; a changed start-only setting does", () => {
+  const flags = parseFlags(["--config", "g.json", "--port", "4100", "--cert", "c.pem", "--key", "k.pem"]);
+  const running = applyFlags(fileConfig({ port: 4053 }), flags);
+  assert.deepEqual(restartNeeded(running, applyFlags(fileConfig({ port: 4053 }), flags)), []);
+  // The file's port is overridden by --port, so changing it changes nothing; trustedProxies is not.
+  assert.deepEqual(
+    restartNeeded(running, applyFlags(fileConfig({ port: 4054, trustedProxies: ["10.0.0.1"] }), flags)),
+    ["trustedProxies"],
+  );
 });

@@ -6,9 +6,10 @@
 
 import assert from "node:assert/strict";
 import { HELP, VERSION } from "../lib/cli.ts";
+import { SETTINGS } from "../lib/settings.ts";
 import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
 import { delay, waitFor } from "./support/app.ts";
-import { startGatecastOnConfig } from "./support/process.ts";
+import { startGatecastOnConfig, startGatecastProcess } from "./support/process.ts";
 import { RawClient } from "./support/raw_ws.ts";
 import { TestClient } from "./support/ws_client.ts";
 
@@ -90,10 +91,9 @@ Deno.test("an unknown config key exits 2 with one line naming the key", async ()
   await withConfig({ databases: { plant1: PLANT1 }, pollIntervalMS: 100 }, async (path) => {
     assertRejected(
       await run(["--config", path]),
-      "gatecast: pollIntervalMS: unknown key; accepted keys are $schema, host, port, pollIntervalMs, " +
-        "queryTimeoutMs, pointsRefreshPolls, maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, " +
-        "slowClientGraceMs, keepAliveSeconds, dbRetryMaxMs, logLevel, databases, auth, legacy, allowedOrigins, trustedProxies, tls, maxConnections, " +
-        "maxConnectionsPerAddress, maxFramesPerSecond, firstFrameTimeoutMs",
+      `gatecast: pollIntervalMS: unknown key; accepted keys are ${
+        ["$schema", ...Object.keys(SETTINGS)].join(", ")
+      }`,
     );
   });
 });
@@ -408,5 +408,69 @@ Deno.test("SIGHUP reload: an added database serves, a removed one ends its topic
     await server.exited;
     for (const db of [kept, removed, added]) await db.drop();
     await Deno.remove(config);
+  }
+});
+
+/** A self-signed certificate for 127.0.0.1 and its key, `cert.pem` and `key.pem` in `dir`. */
+async function selfSignedCertificate(dir: string): Promise<void> {
+  const out = await new Deno.Command("openssl", {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-days",
+      "2",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-keyout",
+      "key.pem",
+      "-out",
+      "cert.pem",
+    ],
+    cwd: dir,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(`openssl failed: ${decoder.decode(out.stderr)}`);
+}
+
+Deno.test("SIGHUP on a server started with --cert/--key applies the flags as at start: no false 'needs a restart' line", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "gatecast-tls-" });
+  const config = `${dir}/gatecast.json`;
+  const databases = { demo: { driver: "sqlite", path: ":memory:" } };
+  await selfSignedCertificate(dir);
+  await writeConfig(config, databases);
+  const server = await startGatecastProcess(
+    `${ROOT}main.ts`,
+    ["--allow-net", `--allow-read=${dir}`, "--allow-env=GATECAST_*"],
+    ["--config", config, "--cert", `${dir}/cert.pem`, "--key", `${dir}/key.pem`],
+  );
+  const lines = (msg: string) =>
+    server.stderr.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+      .filter((l) => l.msg === msg);
+  const restart = "some changed settings need a restart; their old values stay in force";
+  try {
+    assert.deepEqual(server.listening.tls, true);
+    // The same file with a new poll interval: applied, and no setting needs a restart.
+    await writeConfig(config, databases, { pollIntervalMs: 200 });
+    server.child.kill("SIGHUP");
+    await waitFor("the first reload", () => lines("configuration reloaded").length === 1);
+    assert.deepEqual(lines(restart), []);
+    // A start-only setting changed in the file is still named, and only it.
+    await writeConfig(config, databases, { pollIntervalMs: 200, pointsRefreshPolls: 2 });
+    server.child.kill("SIGHUP");
+    await waitFor("the second reload", () => lines("configuration reloaded").length === 2);
+    assert.deepEqual(lines(restart).map((l) => l.settings), ["pointsRefreshPolls"]);
+  } finally {
+    assert.deepEqual(await server.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
   }
 });

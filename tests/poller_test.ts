@@ -14,12 +14,12 @@ import { Logger } from "../lib/log.ts";
 import { MeteredSource } from "../lib/metered_source.ts";
 import { METRIC_FAMILIES, Metrics } from "../lib/metrics.ts";
 import { Poller } from "../lib/poller.ts";
-import { realHandle } from "../lib/real_handle.ts";
 import { Registry } from "../lib/registry.ts";
 import { type Row, type Source, SourceError, type SqlParam } from "../lib/source.ts";
 import { SqliteSource } from "../lib/sqlite_source.ts";
 import { parseTopic } from "../lib/topic.ts";
-import { delay, startTestApp, type TestApp, waitFor } from "./support/app.ts";
+import { startTestApp, type TestApp, waitFor } from "./support/app.ts";
+import { defaultHandles } from "./support/handles.ts";
 import {
   createTestDatabase,
   startThrowawayMariadb,
@@ -29,7 +29,8 @@ import {
 import { type Frame, TestClient } from "./support/ws_client.ts";
 import { FakePeer } from "./support/fake_peer.ts";
 
-const HANDLES: ReadonlyMap<string, Handle> = new Map([["real", realHandle]]);
+// The handles a default server has: `real` re-reads a unit's metadata every 10th poll.
+const HANDLES: ReadonlyMap<string, Handle> = defaultHandles();
 
 /** A demo-schema SQLite source whose SELECTs the test can count, hold back or fail. */
 class ControlledSource implements Source {
@@ -149,7 +150,8 @@ Deno.test("a later tick sends updates with only the values that changed in the d
       changes: [{ address: "GW-301", code: "ia", value: 12.5 }],
     });
     assert.ok(update.ts >= snapshot.ts);
-    assert.equal(selects(t.sources.get("a")!), 6);
+    // The first poll reads the unit's metadata and values; the next two only the values.
+    assert.equal(selects(t.sources.get("a")!), 4);
   } finally {
     await t.cleanup();
   }
@@ -173,9 +175,12 @@ Deno.test("a database no topic uses is probed with SELECT 1, so that its health 
     });
     assert.equal(t.poller.health.get("a")!.error, undefined);
     t.sources.get("idle")!.failure = undefined;
-    await delay(60); // the failed database's retry waits one interval (lib/backoff.ts)
-    t.poller.tick();
-    await t.poller.stop();
+    // The failed database's retry waits one interval (lib/backoff.ts): tick until it is due.
+    await waitFor("the idle database's next probe", async () => {
+      t.poller.tick();
+      await t.poller.stop();
+      return t.sources.get("idle")!.sql.length === 2;
+    }, 2000);
     assert.equal(t.poller.health.get("idle")!.error, undefined);
     assert.ok(t.poller.health.get("idle")!.lastGoodPoll > 0);
   } finally {
@@ -189,7 +194,7 @@ Deno.test("a group whose poll is still running is skipped by the tick and counte
     const peer = t.subscribe("a/real/1");
     const release = t.sources.get("a")!.hold();
     t.poller.tick();
-    await delay(10);
+    await waitFor("the poll under way", () => selects(t.sources.get("a")!) === 1, 1000);
     t.poller.tick();
     t.poller.tick();
     assert.equal(t.metrics.value("gatecast_ticks_skipped_total", { db: "a", handle: "real" }), 2);
@@ -271,8 +276,7 @@ Deno.test("pollNow while the group's poll runs polls once more right after it, n
     const a = t.sources.get("a")!;
     const release = a.hold();
     const first = t.subscribe("a/real/1"); // the registry asks for an immediate poll
-    await delay(10);
-    assert.equal(selects(a), 1); // the points query, held
+    await waitFor("the points query, held", () => selects(a) === 1, 1000);
     const second = t.subscribe("a/real/2"); // arrives while the first poll runs
     t.poller.pollNow(t.registry.group("a/real")!);
     t.poller.pollNow(t.registry.group("a/real")!);
@@ -321,21 +325,43 @@ Deno.test("a group whose topics all left during its poll is not polled again", a
 
 Deno.test("stop waits for polls under way and ends the ticking", async () => {
   const t = setup(["a"], { intervalMs: 50 });
+  // A poller of its own with the same interval: its ticks tell when the stopped one would have ticked.
+  const witness = setup([], { intervalMs: 50 });
   try {
     const peer = t.subscribe("a/real/1");
     const release = t.sources.get("a")!.hold();
     t.poller.start();
     await waitFor("a poll under way", () => selects(t.sources.get("a")!) === 1, 1000);
-    let stopped = false;
-    const stopping = t.poller.stop().then(() => stopped = true);
-    await delay(20);
-    assert.equal(stopped, false);
+    // What the peer had been sent when stop() resolved: a stop that did not wait for the poll
+    // would resolve first, since the held poll still has its values query to run.
+    const stopping = t.poller.stop().then(() => peer.frames().map((f) => f.type));
     release();
-    await stopping;
-    assert.deepEqual(peer.frames().map((f) => f.type), ["snapshot"]);
+    assert.deepEqual(await stopping, ["snapshot"]);
     const ticks = t.metrics.value("gatecast_ticks_total");
-    await delay(150);
+    witness.poller.start();
+    await waitFor("three intervals", () => witness.metrics.value("gatecast_ticks_total") >= 3, 2000);
     assert.equal(t.metrics.value("gatecast_ticks_total"), ticks);
+  } finally {
+    await witness.cleanup();
+    await t.cleanup();
+  }
+});
+
+Deno.test("a new poll interval keeps a failing database failing: its next attempt still waits", async () => {
+  const t = setup(["a"]); // a 60 s interval, ticked by hand
+  try {
+    const a = t.sources.get("a")!;
+    t.subscribe("a/real/1");
+    a.failure = new SourceError("a", "unavailable", "database 'a' is unavailable: ECONNREFUSED");
+    t.poller.tick(); // fails: the next attempt waits an interval
+    await t.poller.stop();
+    assert.equal(selects(a), 1);
+    t.poller.retime(40_000, 80_000); // a reload: the next attempt 40 s after the failure
+    t.poller.tick();
+    await t.poller.stop();
+    assert.equal(selects(a), 1);
+    assert.equal(t.metrics.value("gatecast_polls_deferred_total", { db: "a" }), 1);
+    assert.equal(t.poller.health.get("a")!.error, "database 'a' is unavailable: ECONNREFUSED");
   } finally {
     await t.cleanup();
   }
@@ -354,11 +380,29 @@ function server(): Promise<ThrowawayMariadb> {
   return throwaway;
 }
 
+// The test runner's cleanup: runs after the file's last test, under `--filter` too.
+Deno.test.afterAll(async () => {
+  if (!throwaway) return;
+  const mariadb = await throwaway;
+  await mariadb.stop();
+  await Deno.remove(mariadb.dir, { recursive: true });
+});
+
 async function plantOn(mariadb: ThrowawayMariadb): Promise<TestDatabase> {
   const db = await createTestDatabase(mariadb.info);
   await db.addPoints([{ unit: 1, code: "ua", address: "GW1" }, { unit: 1, code: "ia", address: "GW1" }]);
   await db.setData("GW1", { ua: 230, ia: 10 });
   return db;
+}
+
+/** Whether a new connection with these settings is accepted (and closes it again). */
+async function canConnect(options: mysql.ConnectionOptions): Promise<boolean> {
+  try {
+    await (await mysql.createConnection(options)).end();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A second admin connection that survives nothing: opened after each restart. */
@@ -471,12 +515,13 @@ Deno.test("a query stalled past queryTimeoutMs is cancelled by the server, its t
     await client.expect("subscribed");
     await expectValues(client, app, 230, 10);
     const skippedBefore = app.metrics.value("gatecast_ticks_skipped_total", { db: "plant1", handle: "real" });
+    const errorsBefore = app.metrics.value("gatecast_poll_errors_total", { db: "plant1" });
     await locker.query("LOCK TABLES device_data_real WRITE, archive_device WRITE");
     await locker.query("UPDATE device_data_real SET ua = 240, ia = 20");
     let mostAtOnce = 0;
     let oldest = 0;
-    const deadline = Date.now() + 3000;
-    while (Date.now() < deadline) {
+    // Watch the server's running statements until two polls in a row have been cut off.
+    await waitFor("two polls cut off by the server", async () => {
       const [rows] = await watcher.query(
         "SELECT TIME_MS FROM information_schema.PROCESSLIST WHERE DB = ? AND COMMAND = 'Query' AND INFO LIKE 'SET STATEMENT max_statement_time%'",
         [db.settings.database],
@@ -484,12 +529,13 @@ Deno.test("a query stalled past queryTimeoutMs is cancelled by the server, its t
       const running = rows as { TIME_MS: number }[];
       mostAtOnce = Math.max(mostAtOnce, running.length);
       for (const row of running) oldest = Math.max(oldest, Number(row.TIME_MS));
-      await delay(50);
-    }
+      return app.metrics.value("gatecast_poll_errors_total", { db: "plant1" }) >= errorsBefore + 2;
+    }, 10_000);
     const stale = await client.expect("stale", 1000);
     assert.match(stale.message, /exceeded 600 ms/);
     // One poll's queries at a time: a tick that finds the poll running is skipped.
-    assert.ok(mostAtOnce >= 1 && mostAtOnce <= realHandle.queriesPerFetch, `${mostAtOnce} queries at once`);
+    const budget = HANDLES.get("real")!.queriesPerFetch;
+    assert.ok(mostAtOnce >= 1 && mostAtOnce <= budget, `${mostAtOnce} queries at once`);
     assert.ok(oldest < 600 + 300, `the server ended the query after ${oldest} ms`);
     assert.ok(
       app.metrics.value("gatecast_ticks_skipped_total", { db: "plant1", handle: "real" }) > skippedBefore,
@@ -520,8 +566,10 @@ Deno.test("a frozen database (SIGSTOP) times out on the client side, and after S
     mariadb.pause(true);
     const stale = await client.expect("stale", 5000);
     assert.match(stale.message, /exceeded 500 ms|within 500 ms/);
-    await delay(1500);
-    assert.ok(app.metrics.value("gatecast_ticks_skipped_total", { db: "plant1", handle: "real" }) > 0);
+    await waitFor(
+      "a tick skipped while a poll hangs",
+      () => app.metrics.value("gatecast_ticks_skipped_total", { db: "plant1", handle: "real" }) > 0,
+    );
     mariadb.pause(false);
     const conn = await admin(mariadb, db.settings.database);
     await conn.query("UPDATE device_data_real SET ua = 250, ia = 25");
@@ -567,7 +615,10 @@ Deno.test("a database at max_connections makes its topics stale; once connection
       const stale = await client.expect("stale");
       assert.match(stale.message, /Too many connections|ER_CON_COUNT_ERROR/);
       for (const hog of hogs.splice(0)) await hog.end();
-      await delay(100);
+      await waitFor(
+        "a free connection",
+        () => canConnect({ ...mariadb.info, user: "gc_pool", password: "pw" }),
+      );
       const upAt = ticks(app);
       const gotAt = await expectValues(client, app, 230, 10);
       assert.ok(gotAt - upAt <= 2, `values ${gotAt - upAt} ticks after connections were freed`);
@@ -618,11 +669,4 @@ Deno.test("one of several databases with a wrong password: only its topics are s
     await app.stop();
     await good.drop().catch(() => {});
   }
-});
-
-Deno.test("stop the throw-away server of this file", async () => {
-  if (!throwaway) return;
-  const mariadb = await throwaway;
-  await mariadb.stop();
-  await Deno.remove(mariadb.dir, { recursive: true }).catch(() => {});
 });
