@@ -7,6 +7,7 @@ import { Authenticator } from "./auth.ts";
 import { retryCap } from "./backoff.ts";
 import type { Config, DatabaseSettings } from "./config.ts";
 import type { Connection } from "./connection.ts";
+import { DescriptorWatch, type DescriptorWatchOptions } from "./descriptors.ts";
 import type { Handle } from "./handle.ts";
 import { ProxySet } from "./handshake.ts";
 import { healthReport } from "./health.ts";
@@ -20,8 +21,9 @@ import { Poller } from "./poller.ts";
 import { CloseCode } from "./protocol.ts";
 import { createRealHandle } from "./real_handle.ts";
 import { Registry } from "./registry.ts";
+import { RefusalLog } from "./refusal_log.ts";
 import { applyReload, type DatabaseChanges } from "./reload.ts";
-import { createHandler } from "./server.ts";
+import { createRoutes } from "./server.ts";
 import type { Source } from "./source.ts";
 import { SqliteSource } from "./sqlite_source.ts";
 
@@ -62,6 +64,10 @@ export interface AppOptions {
   readonly logger: Logger;
   /** Sources to use instead of opening the configured ones (the demo's shared SQLite). */
   readonly sources?: ReadonlyMap<string, Source>;
+  /** Interval of the refused-upgrades summary line (default 10 s; `refusal_log.ts`). */
+  readonly refusalSummaryMs?: number;
+  /** Sampling interval and warning threshold of the descriptor watch (defaults in `descriptors.ts`). */
+  readonly descriptorWatch?: Pick<DescriptorWatchOptions, "intervalMs" | "warnAt" | "warnEveryMs">;
 }
 
 /** Opens the configured databases. Pools connect lazily, so a database that is down does not stop the start. */
@@ -130,7 +136,8 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     });
   }
   const tls = config.tls ? await readTls(config.tls) : undefined;
-  const handler = createHandler({
+  const refusals = new RefusalLog({ logger, intervalMs: options.refusalSummaryMs });
+  const routes = createRoutes({
     get config() {
       return current;
     },
@@ -143,6 +150,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     get accepting() {
       return accepting;
     },
+    refusals,
     registry,
     handles: new Set(handles.keys()),
     metrics,
@@ -161,8 +169,17 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     },
   });
   const { listener, addr } = await Listener.start(
-    { hostname: config.host, port: config.port, ...tls },
-    handler,
+    {
+      hostname: config.host,
+      port: config.port,
+      ...tls,
+      failureFields: () => ({
+        connections: connections.size,
+        connectionCap: cap,
+        openFileLimit: openFiles ?? "unknown",
+      }),
+    },
+    routes.handler,
     logger,
   );
   metrics.gauge("gatecast_connection_cap", () => cap);
@@ -170,6 +187,19 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     "gatecast_listener_restarts",
     () => listener.restarts,
   );
+  if (openFiles !== undefined) metrics.gauge("gatecast_open_file_limit", () => openFiles);
+  const watch = await DescriptorWatch.start({
+    ...options.descriptorWatch,
+    port: addr.port,
+    logger,
+    known: () => ({ webSockets: connections.size, requests: routes.inFlight }),
+    connectionCap: () => cap,
+    openFileLimit: openFiles,
+  });
+  if (watch) {
+    metrics.gauge("gatecast_open_descriptors", () => watch.latest.open);
+    metrics.gauge("gatecast_unaccounted_connections", () => watch.latest.unaccounted);
+  }
   poller.start();
   poller.tick(); // probe databases at once, so /healthz is right from the start
   logger.info("listening", {
@@ -234,6 +264,8 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
           new Promise((resolve) => timer = setTimeout(resolve, SHUTDOWN_LISTENER_GRACE_MS)),
         ]);
         clearTimeout(timer);
+        refusals.flush();
+        await watch?.stop();
         await Promise.all([...sources.values()].map((source) => source.close()));
         logger.info("stopped");
       })();

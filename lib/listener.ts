@@ -5,7 +5,7 @@
  * again on the same address once descriptors are free; open connections are not touched.
  */
 
-import type { Logger } from "./log.ts";
+import type { LogFields, Logger } from "./log.ts";
 
 /** How long to wait before listening again after the listener failed. */
 export const RELISTEN_DELAY_MS = 1000;
@@ -20,6 +20,11 @@ export interface ListenerOptions {
   readonly cert?: string;
   /** PEM private key, with `cert`. */
   readonly key?: string;
+  /**
+   * Fields for the `listener failed` line, read when it fails: the app gives its connections and
+   * cap, which tell descriptors spent on WebSockets from those held by connections it cannot see.
+   */
+  readonly failureFields?: () => LogFields;
 }
 
 /** A `Deno.serve` listener that restarts itself after its accept loop fails. */
@@ -65,8 +70,9 @@ export class Listener {
 
   private listen(): Promise<Deno.NetAddr> {
     const listening = Promise.withResolvers<Deno.NetAddr>();
+    const { failureFields, ...address } = this.options;
     const server = Deno.serve({
-      ...this.options,
+      ...address,
       onListen: (addr) => listening.resolve(addr),
       onError: (error) => {
         this.logger.error("request failed", { error: String(error) });
@@ -79,6 +85,7 @@ export class Listener {
       this.logger.error("listener failed; listening again soon", {
         error: String(error),
         retryInMs: RELISTEN_DELAY_MS,
+        ...failureFields?.(),
       });
       this.scheduleRestart();
     });

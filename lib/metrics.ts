@@ -98,6 +98,22 @@ export const METRIC_FAMILIES: readonly FamilyInfo[] = [
     help: "Times the listener was started again after it failed (out of file descriptors).",
   },
   {
+    name: "gatecast_open_file_limit",
+    type: "gauge",
+    help: "The open-file limit the connection cap is kept below (absent when unknown).",
+  },
+  {
+    name: "gatecast_open_descriptors",
+    type: "gauge",
+    help: "File descriptors the process holds, sampled every 5 s (absent without /proc access).",
+  },
+  {
+    name: "gatecast_unaccounted_connections",
+    type: "gauge",
+    help:
+      "Accepted connections that are neither a WebSocket nor a request being answered: requests whose headers never finished, idle keep-alive (sampled; absent without /proc access).",
+  },
+  {
     name: "gatecast_polls_deferred_total",
     type: "counter",
     help: "Group polls put off while a database waits for a retry.",

@@ -13,6 +13,7 @@ import { clientAddress, originAllowed, type ProxySet } from "./handshake.ts";
 import type { AddressCounter } from "./limits.ts";
 import { isNoPongClose, keepAliveOptions } from "./keepalive.ts";
 import { SUBPROTOCOL } from "./protocol.ts";
+import type { RefusalLog } from "./refusal_log.ts";
 
 /** What the routes need besides the connection context. */
 export interface RouteContext extends ConnectionContext {
@@ -28,6 +29,16 @@ export interface RouteContext extends ConnectionContext {
   readonly connectionCap: number;
   /** False once shutdown began: upgrades get 503. */
   readonly accepting: boolean;
+  /** Logs refused upgrades, the first of a burst at once and then a summary per interval. */
+  readonly refusals: RefusalLog;
+}
+
+/** The routes' handler for `Deno.serve`, and the count of requests it is answering. */
+export interface Routes {
+  /** The handler to pass to `Deno.serve`. */
+  readonly handler: (request: Request, info: Deno.ServeHandlerInfo) => Promise<Response>;
+  /** Requests whose answer is not ready yet (an upgrade until it is answered). */
+  readonly inFlight: number;
 }
 
 /** Seconds a client refused for capacity is told to wait (`Retry-After`). */
@@ -38,36 +49,62 @@ export function offeredProtocols(header: string | null): string[] {
   return header ? header.split(",").map((p) => p.trim()).filter((p) => p.length > 0) : [];
 }
 
-/** Builds the request handler for `Deno.serve`. */
-export function createHandler(
-  context: RouteContext,
-): (request: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response> {
-  return (request, info) => {
-    const url = new URL(request.url);
-    const peer = (info.remoteAddr as Deno.NetAddr).hostname ?? "unknown";
-    const remote = clientAddress(peer, request.headers.get("x-forwarded-for"), context.proxies);
-    if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
-      if (url.pathname !== "/ws" && url.pathname !== "/") {
-        return json(404, { error: `no WebSocket endpoint at ${url.pathname}; use /ws` });
+/**
+ * Builds the request handler for `Deno.serve`; it counts the requests it is answering, so that
+ * connections held without a request can be told apart (`descriptors.ts`).
+ *
+ * @example
+ * ```ts
+ * const routes = createRoutes(context);
+ * Deno.serve({ port: 4053 }, routes.handler);
+ * ```
+ */
+export function createRoutes(context: RouteContext): Routes {
+  let inFlight = 0;
+  return {
+    async handler(request, info) {
+      inFlight++;
+      try {
+        return await route(request, info, context);
+      } finally {
+        inFlight--;
       }
-      return admit(request, url, context, remote);
-    }
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return json(405, { error: `${request.method} is not allowed; use GET` });
-    }
-    switch (url.pathname) {
-      case "/healthz": {
-        const { healthy, body } = context.health();
-        return json(healthy ? 200 : 503, body);
-      }
-      case "/metrics":
-        return new Response(context.metrics.render(), {
-          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-        });
-      default:
-        return dashboardResponse(url.pathname) ?? json(404, { error: `no route ${url.pathname}` });
-    }
+    },
+    get inFlight() {
+      return inFlight;
+    },
   };
+}
+
+function route(
+  request: Request,
+  info: Deno.ServeHandlerInfo,
+  context: RouteContext,
+): Response | Promise<Response> {
+  const url = new URL(request.url);
+  const peer = (info.remoteAddr as Deno.NetAddr).hostname ?? "unknown";
+  const remote = clientAddress(peer, request.headers.get("x-forwarded-for"), context.proxies);
+  if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
+    if (url.pathname !== "/ws" && url.pathname !== "/") {
+      return json(404, { error: `no WebSocket endpoint at ${url.pathname}; use /ws` });
+    }
+    return admit(request, url, context, remote);
+  }
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return json(405, { error: `${request.method} is not allowed; use GET` });
+  }
+  switch (url.pathname) {
+    case "/healthz": {
+      const { healthy, body } = context.health();
+      return json(healthy ? 200 : 503, body);
+    }
+    case "/metrics":
+      return new Response(context.metrics.render(), {
+        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      });
+    default:
+      return dashboardResponse(url.pathname) ?? json(404, { error: `no route ${url.pathname}` });
+  }
 }
 
 /**
@@ -75,10 +112,10 @@ export function createHandler(
  * token say no (docs/security.md); else upgrades, holding one of the address's slots.
  */
 async function admit(request: Request, url: URL, context: RouteContext, remote: string): Promise<Response> {
-  const { config, logger, metrics } = context;
+  const { config, metrics } = context;
   const refuse = (status: number, reason: string, error: string) => {
     metrics.inc("gatecast_upgrades_refused_total", { reason });
-    logger.info("upgrade refused", { remote, reason });
+    context.refusals.record(reason, remote);
     const response = json(status, { error });
     // A capacity refusal is temporary: tell the client when to try again.
     if (status === 503) response.headers.set("retry-after", String(RETRY_AFTER_SECONDS));

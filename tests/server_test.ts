@@ -1,12 +1,14 @@
 /**
  * HTTP routes and the WebSocket handshake of a started server: `/healthz`, `/metrics`, 404 and
- * 405 with JSON bodies, and the `gatecast.v1` subprotocol however the client lists it.
+ * 405 with JSON bodies, the `gatecast.v1` subprotocol however the client lists it, and the log of
+ * refused upgrades during a flood.
  */
 
 import assert from "node:assert/strict";
 import { offeredProtocols } from "../lib/server.ts";
 import { startTestApp, type TestApp, waitFor } from "./support/app.ts";
 import { freePort } from "./support/mysql.ts";
+import { RawClient } from "./support/raw_ws.ts";
 import { TestClient } from "./support/ws_client.ts";
 
 async function withApp(fn: (app: TestApp) => Promise<void>, databases: Record<string, unknown> = {
@@ -195,4 +197,67 @@ Deno.test("a WebSocket upgrade on another path answers 404", async () => {
     const answer = await rawUpgrade(app.port, "/socket");
     assert.equal(answer.status, "HTTP/1.1 404 Not Found");
   });
+});
+
+Deno.test("a flood of refused upgrades logs the first at once, then one summary per interval, each refusal counted", async () => {
+  const intervalMs = 200;
+  const app = await startTestApp(
+    {},
+    { maxConnections: 2, allowedOrigins: ["https://dash.example.com"] },
+    undefined,
+    { refusalSummaryMs: intervalMs },
+  );
+  const held = [await TestClient.open(app.wsUrl), await TestClient.open(app.wsUrl)];
+  const refusalLines = () =>
+    app.logs.filter((line) => line.msg === "upgrade refused" || line.msg === "upgrades refused");
+  const logged = () => refusalLines().reduce((sum, line) => sum + ((line.refused as number) ?? 1), 0);
+  try {
+    const started = Date.now();
+    // 300 upgrades over the cap, and 20 from a browser origin that is not allowed.
+    const [overCap, badOrigin] = await Promise.all([
+      Promise.all(Array.from({ length: 300 }, () => RawClient.open(app.port))),
+      Promise.all(Array.from({ length: 20 }, async () => {
+        const response = await fetch(app.httpUrl + "/ws", {
+          headers: {
+            upgrade: "websocket",
+            connection: "Upgrade",
+            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "sec-websocket-version": "13",
+            origin: "https://evil.example",
+          },
+        });
+        await response.body?.cancel();
+        return response.status;
+      })),
+    ]);
+    for (const client of overCap) client.destroy();
+    assert.deepEqual(new Set(overCap.map((client) => client.answer.status)), new Set([503]));
+    assert.deepEqual(new Set(badOrigin), new Set([403]));
+    assert.equal(app.metrics.value("gatecast_upgrades_refused_total", { reason: "connection_cap" }), 300);
+    assert.equal(app.metrics.value("gatecast_upgrades_refused_total", { reason: "origin" }), 20);
+
+    await waitFor("every refusal in the log", () => logged() === 320);
+    const elapsed = Date.now() - started;
+    const lines = refusalLines();
+    assert.ok(
+      lines.length <= 2 + Math.ceil(elapsed / intervalMs),
+      `${lines.length} lines for 320 refusals in ${elapsed} ms: more than the first and one per interval`,
+    );
+    const [first, ...summaries] = lines;
+    assert.deepEqual([first.msg, first.remote], ["upgrade refused", "127.0.0.1"]);
+    assert.ok(summaries.length >= 1 && summaries.every((line) => line.msg === "upgrades refused"));
+    const byReason = new Map<string, number>([[first.reason as string, 1]]);
+    for (const line of summaries) {
+      for (const entry of (line.byReason as string).split(" ")) {
+        const [reason, n] = entry.split("=");
+        byReason.set(reason, (byReason.get(reason) ?? 0) + Number(n));
+      }
+      assert.match(line.topAddresses as string, /^127\.0\.0\.1=\d+$/);
+      assert.equal(line.intervalMs, intervalMs);
+    }
+    assert.deepEqual(Object.fromEntries(byReason), { connection_cap: 300, origin: 20 });
+  } finally {
+    await Promise.all(held.map((client) => client.close()));
+    await app.stop();
+  }
 });

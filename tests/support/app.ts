@@ -3,7 +3,7 @@
  * keeps its lines for assertions.
  */
 
-import { type App, startApp } from "../../lib/app.ts";
+import { type App, type AppOptions, startApp } from "../../lib/app.ts";
 import { type Config, type DatabaseSettings, parseConfig } from "../../lib/config.ts";
 import { Logger } from "../../lib/log.ts";
 import type { Source } from "../../lib/source.ts";
@@ -22,12 +22,14 @@ export interface TestApp extends App {
 
 /**
  * Starts a server with the given databases and top-level settings (validated like a config file).
- * Authentication is off (`"auth": {"mode": "none"}`) unless `settings.auth` says otherwise.
+ * Authentication is off (`"auth": {"mode": "none"}`) unless `settings.auth` says otherwise;
+ * `options` are the app's other options (shorter intervals, lower thresholds).
  */
 export async function startTestApp(
   databases: Record<string, DatabaseSettings | Record<string, unknown>>,
   settings: Record<string, unknown> = {},
   sources?: ReadonlyMap<string, Source>,
+  options: Omit<AppOptions, "logger" | "sources"> = {},
 ): Promise<TestApp> {
   const config = parseConfig(
     {
@@ -45,6 +47,7 @@ export async function startTestApp(
   const app = await startApp(config, {
     logger: new Logger(config.logLevel, (line) => logs.push(JSON.parse(line))),
     sources,
+    ...options,
   });
   return Object.assign(app, {
     wsUrl: `ws://127.0.0.1:${app.port}/ws`,
