@@ -7,11 +7,17 @@
 import { isIP } from "node:net";
 import { DB_CODE_PATTERN, describe } from "./topic.ts";
 import { parseTopicPatterns, type TopicPattern, TopicPatternError } from "./topic_pattern.ts";
+import { type HandleSettings, parseHandles } from "./config/handle_settings.ts";
+import {
+  LOG_LEVELS,
+  type LogLevel,
+  type ScalarSetting,
+  type ScalarSettings,
+  SETTING_ENTRIES,
+  SETTINGS,
+} from "./settings.ts";
 
-/** Log levels, least to most severe. */
-export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
-/** One of {@link LOG_LEVELS}. */
-export type LogLevel = typeof LOG_LEVELS[number];
+export { LOG_LEVELS, type LogLevel } from "./settings.ts";
 
 /** A MySQL/MariaDB database reached over the network. */
 export interface MysqlSettings {
@@ -42,36 +48,16 @@ export interface SqliteSettings {
 /** One configured database. */
 export type DatabaseSettings = MysqlSettings | SqliteSettings;
 
-/** The whole validated configuration, defaults filled in. */
-export interface Config {
-  /** Address to listen on, default `0.0.0.0`. */
-  readonly host: string;
-  /** Port to listen on, default 4053 (0 picks a free one). */
-  readonly port: number;
-  /** Poll interval, default 1000 ms, 50 to 3,600,000. */
-  readonly pollIntervalMs: number;
-  /** Longest a poll query may run, enforced by the database server too; default 5000 ms. */
-  readonly queryTimeoutMs: number;
-  /** Each unit's point metadata is re-read at least every this many polls; default 10 (1: every poll). */
-  readonly pointsRefreshPolls: number;
-  /** Largest client frame accepted, default 65536 bytes; larger closes with 1009. */
-  readonly maxFrameBytes: number;
-  /** Subscriptions one connection may hold, default 1000. */
-  readonly maxSubscriptionsPerConnection: number;
-  /** Send buffer over which a client gets no intermediate updates, default 1 MiB. */
-  readonly sendBufferSoftBytes: number;
-  /** Send buffer over which a client is dropped, default 16 MiB. */
-  readonly sendBufferHardBytes: number;
-  /** How long a client may stay over the soft send-buffer limit before it is dropped, default 10,000 ms. */
-  readonly slowClientGraceMs: number;
-  /** Keep-alive period: a ping after half of it without traffic, closed without a pong by its end; default 30 s. */
-  readonly keepAliveSeconds: number;
-  /** Retry delay cap for a failing database, doubling from one poll interval; 0 (default): 2 × `pollIntervalMs`. */
-  readonly dbRetryMaxMs: number;
-  /** Least severe log level written, default `info`. */
-  readonly logLevel: LogLevel;
+/**
+ * The whole validated configuration, defaults filled in. The scalar settings (`host`, `port`,
+ * `pollIntervalMs`, the limits, `logLevel`, …) are typed and documented by their declarations in
+ * {@link SETTINGS}; the sections below are parsed by hand.
+ */
+export interface Config extends ScalarSettings {
   /** Databases by code. */
   readonly databases: Readonly<Record<string, DatabaseSettings>>;
+  /** Live topics over the operators' own SELECTs, by handle name; default none. */
+  readonly handles: Readonly<Record<string, HandleSettings>>;
   /** Who may connect and read what; required (`{"mode":"none"}` turns it off). */
   readonly auth: AuthSettings;
   /** Topics legacy clients without a token may read (`legacy.allow`), default none. */
@@ -82,14 +68,6 @@ export interface Config {
   readonly trustedProxies: readonly string[];
   /** Certificate and key files for `wss://` and `https://`; plain text when absent. */
   readonly tls?: TlsSettings;
-  /** Open connections in total, default 10000 (and always below the open-file limit). */
-  readonly maxConnections: number;
-  /** Open connections from one client address, default 100. */
-  readonly maxConnectionsPerAddress: number;
-  /** Frames a client may send per second (the burst too), default 100. */
-  readonly maxFramesPerSecond: number;
-  /** Time a new connection has to send its first frame, default 10000 ms. */
-  readonly firstFrameTimeoutMs: number;
 }
 
 /** How clients prove who they are. */
@@ -153,32 +131,8 @@ export class ConfigError extends Error {
 /** Where `passwordEnv` looks names up; injected so that tests need no environment. */
 export type EnvLookup = (name: string) => string | undefined;
 
-const TOP_KEYS = [
-  "$schema",
-  "host",
-  "port",
-  "pollIntervalMs",
-  "queryTimeoutMs",
-  "pointsRefreshPolls",
-  "maxFrameBytes",
-  "maxSubscriptionsPerConnection",
-  "sendBufferSoftBytes",
-  "sendBufferHardBytes",
-  "slowClientGraceMs",
-  "keepAliveSeconds",
-  "dbRetryMaxMs",
-  "logLevel",
-  "databases",
-  "auth",
-  "legacy",
-  "allowedOrigins",
-  "trustedProxies",
-  "tls",
-  "maxConnections",
-  "maxConnectionsPerAddress",
-  "maxFramesPerSecond",
-  "firstFrameTimeoutMs",
-];
+/** `$schema` names the schema for editors; gatecast ignores it. */
+const TOP_KEYS = ["$schema", ...SETTING_ENTRIES.map(([key]) => key)];
 const MYSQL_KEYS = [
   "driver",
   "url",
@@ -203,100 +157,80 @@ const SQLITE_KEYS = ["driver", "path"];
  */
 export function parseConfig(raw: unknown, env: EnvLookup): Config {
   const root = expectObject("(config)", raw, TOP_KEYS);
-  const pollIntervalMs = optionalInt(root, "pollIntervalMs", "pollIntervalMs", 50, 3_600_000, 1000);
-  const sendBufferSoftBytes = optionalInt(
-    root,
-    "sendBufferSoftBytes",
-    "sendBufferSoftBytes",
-    1024,
-    2 ** 30,
-    1 << 20,
-  );
-  const sendBufferHardBytes = optionalInt(
-    root,
-    "sendBufferHardBytes",
-    "sendBufferHardBytes",
-    1024,
-    2 ** 31,
-    16 << 20,
-  );
-  if (sendBufferHardBytes < sendBufferSoftBytes) {
-    throw new ConfigError(
-      "sendBufferHardBytes",
-      `must be at least sendBufferSoftBytes (${sendBufferSoftBytes})`,
-    );
-  }
+  const scalars = parseScalars(root);
+  checkRelations(scalars);
+  const databases = parseDatabases(root.databases, env);
   return {
-    host: optionalString(root, "host", "host", "0.0.0.0"),
-    port: optionalInt(root, "port", "port", 0, 65535, 4053),
-    pollIntervalMs,
-    queryTimeoutMs: optionalInt(root, "queryTimeoutMs", "queryTimeoutMs", 10, 600_000, 5000),
-    pointsRefreshPolls: optionalInt(root, "pointsRefreshPolls", "pointsRefreshPolls", 1, 1000, 10),
-    maxFrameBytes: optionalInt(root, "maxFrameBytes", "maxFrameBytes", 256, 16 << 20, 65536),
-    maxSubscriptionsPerConnection: optionalInt(
-      root,
-      "maxSubscriptionsPerConnection",
-      "maxSubscriptionsPerConnection",
-      1,
-      1_000_000,
-      1000,
+    ...scalars,
+    databases,
+    // An explicit null is a bad value, not an absent one: no `??` here.
+    handles: parseHandles(
+      root.handles === undefined ? SETTINGS.handles.default : root.handles,
+      Object.keys(databases),
     ),
-    sendBufferSoftBytes,
-    sendBufferHardBytes,
-    ...parseReliability(root, pollIntervalMs),
-    logLevel: parseLogLevel("logLevel", root.logLevel ?? "info"),
-    databases: parseDatabases(root.databases, env),
     ...parseSecurity(root, env),
   };
 }
 
-type SecurityKeys =
-  | "auth"
-  | "legacyAllow"
-  | "allowedOrigins"
-  | "trustedProxies"
-  | "tls"
-  | "maxConnections"
-  | "maxConnectionsPerAddress"
-  | "maxFramesPerSecond"
-  | "firstFrameTimeoutMs";
+/** Every scalar setting of {@link SETTINGS}: the given value, checked, or the declared default. */
+function parseScalars(root: Record<string, unknown>): ScalarSettings {
+  const values: Record<string, unknown> = {};
+  for (const [key, setting] of SETTING_ENTRIES) {
+    if (setting.type === "section") continue;
+    values[key] = root[key] === undefined ? setting.default : parseScalar(key, setting, root[key]);
+  }
+  return values as ScalarSettings;
+}
 
-/** The security settings: authentication, origins, proxies, TLS and connection limits. */
-function parseSecurity(root: Record<string, unknown>, env: EnvLookup): Pick<Config, SecurityKeys> {
-  const legacy = root.legacy === undefined ? {} : expectObject("legacy", root.legacy, ["allow"]);
+function parseScalar(path: string, setting: ScalarSetting, value: unknown): unknown {
+  switch (setting.type) {
+    case "integer":
+      return expectInt(path, value, setting.min, setting.max);
+    case "string":
+      return expectString(path, value);
+    case "choice":
+      return expectChoice(path, value, setting.values);
+  }
+}
+
+/** The rules that tie one setting to another, which a table of single settings cannot say. */
+function checkRelations(settings: ScalarSettings): void {
+  if (settings.sendBufferHardBytes < settings.sendBufferSoftBytes) {
+    throw new ConfigError(
+      "sendBufferHardBytes",
+      `must be at least sendBufferSoftBytes (${settings.sendBufferSoftBytes})`,
+    );
+  }
+  if (settings.dbRetryMaxMs !== 0 && settings.dbRetryMaxMs < settings.pollIntervalMs) {
+    throw new ConfigError(
+      "dbRetryMaxMs",
+      `must be 0 (twice pollIntervalMs) or at least pollIntervalMs (${settings.pollIntervalMs})`,
+    );
+  }
+}
+
+/** The sections of the security settings: authentication, seed clients, origins, proxies, TLS. */
+function parseSecurity(
+  root: Record<string, unknown>,
+  env: EnvLookup,
+): Pick<Config, "auth" | "legacyAllow" | "allowedOrigins" | "trustedProxies" | "tls"> {
+  // An explicit null is a bad value, not an absent one: no `??` here.
+  const given = (key: "legacy" | "allowedOrigins" | "trustedProxies") =>
+    root[key] === undefined ? SETTINGS[key].default : root[key];
   return {
     auth: parseAuth(root.auth, env),
-    legacyAllow: legacy.allow === undefined ? [] : patterns("legacy.allow", legacy.allow),
-    allowedOrigins: root.allowedOrigins === undefined
-      ? []
-      : expectStrings("allowedOrigins", root.allowedOrigins).map((origin, i) =>
-        parseOrigin(`allowedOrigins[${i}]`, origin)
-      ),
-    trustedProxies: root.trustedProxies === undefined
-      ? []
-      : expectStrings("trustedProxies", root.trustedProxies).map((range, i) =>
-        parseRange(`trustedProxies[${i}]`, range)
-      ),
+    legacyAllow: parseLegacyAllow(given("legacy")),
+    allowedOrigins: expectStrings("allowedOrigins", given("allowedOrigins"))
+      .map((origin, i) => parseOrigin(`allowedOrigins[${i}]`, origin)),
+    trustedProxies: expectStrings("trustedProxies", given("trustedProxies"))
+      .map((range, i) => parseRange(`trustedProxies[${i}]`, range)),
     tls: root.tls === undefined ? undefined : parseTls(root.tls),
-    maxConnections: optionalInt(root, "maxConnections", "maxConnections", 1, 1_000_000, 10_000),
-    maxConnectionsPerAddress: optionalInt(
-      root,
-      "maxConnectionsPerAddress",
-      "maxConnectionsPerAddress",
-      1,
-      1_000_000,
-      100,
-    ),
-    maxFramesPerSecond: optionalInt(root, "maxFramesPerSecond", "maxFramesPerSecond", 1, 1_000_000, 100),
-    firstFrameTimeoutMs: optionalInt(
-      root,
-      "firstFrameTimeoutMs",
-      "firstFrameTimeoutMs",
-      100,
-      600_000,
-      10_000,
-    ),
   };
+}
+
+function parseLegacyAllow(raw: unknown): TopicPattern[] {
+  const legacy = expectObject("legacy", raw, ["allow"]);
+  return legacy.allow === undefined ? [] : patterns("legacy.allow", legacy.allow);
 }
 
 const AUTH_KEYS = ["mode", "timeoutMs", "jwt", "apiKeys"];
@@ -444,31 +378,9 @@ function parseRange(path: string, value: string): string {
   return value;
 }
 
-/** The reliability settings: slow clients, keep-alive, database retries. */
-function parseReliability(
-  root: Record<string, unknown>,
-  pollIntervalMs: number,
-): Pick<Config, "slowClientGraceMs" | "keepAliveSeconds" | "dbRetryMaxMs"> {
-  const dbRetryMaxMs = optionalInt(root, "dbRetryMaxMs", "dbRetryMaxMs", 0, 3_600_000, 0);
-  if (dbRetryMaxMs !== 0 && dbRetryMaxMs < pollIntervalMs) {
-    throw new ConfigError(
-      "dbRetryMaxMs",
-      `must be 0 (twice pollIntervalMs) or at least pollIntervalMs (${pollIntervalMs})`,
-    );
-  }
-  return {
-    slowClientGraceMs: optionalInt(root, "slowClientGraceMs", "slowClientGraceMs", 100, 3_600_000, 10_000),
-    keepAliveSeconds: optionalInt(root, "keepAliveSeconds", "keepAliveSeconds", 1, 3600, 30),
-    dbRetryMaxMs,
-  };
-}
-
 /** Validates a log level name. @throws {ConfigError} */
 export function parseLogLevel(path: string, value: unknown): LogLevel {
-  if (typeof value === "string" && (LOG_LEVELS as readonly string[]).includes(value)) {
-    return value as LogLevel;
-  }
-  throw new ConfigError(path, `expected one of ${LOG_LEVELS.join(", ")}, got ${describe(value)}`);
+  return expectChoice(path, value, LOG_LEVELS);
 }
 
 /** Validates a TCP port given as a flag or JSON value (0 picks a free port). @throws {ConfigError} */
@@ -577,7 +489,13 @@ function parseMysqlUrl(
   };
 }
 
-function expectObject(path: string, value: unknown, keys?: string[]): Record<string, unknown> {
+/**
+ * The object at `path`; with `keys`, one holding no other key. Shared with the section parsers
+ * under lib/config/, so that every section words its errors alike.
+ *
+ * @throws {ConfigError} for a non-object or an unknown key, listing the accepted ones.
+ */
+export function expectObject(path: string, value: unknown, keys?: string[]): Record<string, unknown> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new ConfigError(path, `expected an object, got ${describe(value)}`);
   }
@@ -592,14 +510,21 @@ function expectObject(path: string, value: unknown, keys?: string[]): Record<str
   return value as Record<string, unknown>;
 }
 
-function expectString(path: string, value: unknown): string {
+/** The non-empty string at `path`. @throws {ConfigError} */
+export function expectString(path: string, value: unknown): string {
   if (typeof value !== "string" || value.length === 0) {
     throw new ConfigError(path, `expected a non-empty string, got ${describe(value)}`);
   }
   return value;
 }
 
-function expectInt(path: string, value: unknown, min: number, max: number): number {
+function expectChoice<V extends string>(path: string, value: unknown, values: readonly V[]): V {
+  if (typeof value === "string" && (values as readonly string[]).includes(value)) return value as V;
+  throw new ConfigError(path, `expected one of ${values.join(", ")}, got ${describe(value)}`);
+}
+
+/** The integer from `min` to `max` at `path`. @throws {ConfigError} */
+export function expectInt(path: string, value: unknown, min: number, max: number): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
     throw new ConfigError(path, `expected an integer ${min}-${max}, got ${describe(value)}`);
   }

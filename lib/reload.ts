@@ -3,7 +3,7 @@
  * dropping its connections. Added databases are polled from the next tick; removed ones end
  * their topics with a `DB_REMOVED` error (legacy clients: close 1008); changed ones get a new
  * pool and keep their subscribers; limits take effect at once. `host`, `port`, `tls`, `auth`,
- * `trustedProxies` and `pointsRefreshPolls` need a restart (a reload that changes them says so).
+ * `trustedProxies`, `pointsRefreshPolls` and `handles` need a restart (a reload that changes them says so).
  */
 
 import { retryCap } from "./backoff.ts";
@@ -38,7 +38,15 @@ export function databaseChanges(before: Config, after: Config): DatabaseChanges 
 }
 
 /** Settings read once at start: a reload that changes them says so and keeps the old values. */
-const START_ONLY = ["host", "port", "tls", "auth", "trustedProxies", "pointsRefreshPolls"] as const;
+const START_ONLY = [
+  "host",
+  "port",
+  "tls",
+  "auth",
+  "trustedProxies",
+  "pointsRefreshPolls",
+  "handles",
+] as const;
 
 /** The start-only settings that differ between two configurations. Pure. */
 export function restartNeeded(before: Config, after: Config): string[] {

@@ -65,6 +65,7 @@ Deno.test("the contract's example config parses with every default filled in", (
         connectionLimit: 4,
       },
     },
+    handles: {},
     auth: { mode: "none", timeoutMs: 10_000, apiKeys: [] },
     legacyAllow: [],
     allowedOrigins: [],
@@ -111,13 +112,35 @@ Deno.test("every top-level setting can be given, and $schema is allowed", () => 
     ...settings,
     maxConnections: 100,
     databases: {},
+    handles: { alarms: { sql: "SELECT id FROM alarm", key: ["id"] } },
     auth: NO_AUTH,
   }, noEnv);
-  assert.deepEqual({ ...config, databases: undefined, ...SECURITY_UNSET }, {
+  assert.deepEqual({ ...config, databases: undefined, handles: undefined, ...SECURITY_UNSET }, {
     ...settings,
     databases: undefined,
+    handles: undefined,
     ...SECURITY_UNSET,
   });
+  assert.deepEqual(Object.keys(config.handles), ["alarms"]);
+});
+
+Deno.test("handles default to none; a null section or a bad handle is refused naming handles.<name>.<field>", () => {
+  assert.deepEqual(parseConfig({ auth: NO_AUTH, databases: {} }, noEnv).handles, {});
+  assert.throws(
+    () => parseConfig({ auth: NO_AUTH, databases: {}, handles: null }, noEnv),
+    configError("handles", "handles: expected an object, got null"),
+  );
+  assert.throws(
+    () =>
+      parseConfig({
+        ...withPlant1({}) as object,
+        handles: { alarms: { sql: "SELECT id FROM alarm", key: ["id"], databases: ["plant2"] } },
+      }, noEnv),
+    configError(
+      "handles.alarms.databases[0]",
+      'handles.alarms.databases[0]: "plant2" is not a configured database; configured: plant1',
+    ),
+  );
 });
 
 Deno.test("dbRetryMaxMs is 0 (twice the interval) or at least pollIntervalMs", () => {
@@ -230,7 +253,7 @@ Deno.test("an unknown key at the top or in a database is rejected listing the ac
       "pollIntervalMS",
       "pollIntervalMS: unknown key; accepted keys are $schema, host, port, pollIntervalMs, queryTimeoutMs, " +
         "pointsRefreshPolls, maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, slowClientGraceMs, keepAliveSeconds, dbRetryMaxMs, logLevel, databases, " +
-        "auth, legacy, allowedOrigins, trustedProxies, tls, maxConnections, maxConnectionsPerAddress, " +
+        "handles, auth, legacy, allowedOrigins, trustedProxies, tls, maxConnections, maxConnectionsPerAddress, " +
         "maxFramesPerSecond, firstFrameTimeoutMs",
     ),
   );
