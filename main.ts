@@ -4,10 +4,10 @@
  */
 
 import { type App, startApp } from "./lib/app.ts";
-import { applyFlags, type Flags, HELP, parseFlags, VERSION } from "./lib/cli.ts";
-import { type Config, ConfigError, parseConfig } from "./lib/config.ts";
-import { startDemoPlant } from "./lib/demo_plant.ts";
-import { Logger } from "./lib/log.ts";
+import { applyFlags, type Flags, HELP, parseFlags, VERSION } from "./lib/config/cli.ts";
+import { type Config, ConfigError, parseConfig } from "./lib/config/config.ts";
+import { DEMO_HANDLES, startDemoPlant } from "./lib/sources/demo_plant.ts";
+import { Logger } from "./lib/ops/log.ts";
 
 function fail(message: string): never {
   console.error(`gatecast: ${message}`);
@@ -44,9 +44,15 @@ async function main(): Promise<void> {
       console.log(`gatecast ${VERSION}`);
       return;
     }
-    // The demo serves made-up data on loopback, so it runs without authentication.
+    // The demo serves made-up data on loopback, so it runs without authentication. Its handles
+    // are written as an operator writes them (lib/sources/demo_handles.json).
     const raw = flags.demo
-      ? { host: "127.0.0.1", databases: {}, auth: { mode: "none" } }
+      ? {
+        host: "127.0.0.1",
+        databases: { demo: { driver: "sqlite", path: ":memory:" } },
+        handles: DEMO_HANDLES,
+        auth: { mode: "none" },
+      }
       : await readConfigFile(flags.config!);
     config = applyFlags(parseConfig(raw, (name) => Deno.env.get(name)), flags);
   } catch (error) {
@@ -55,7 +61,6 @@ async function main(): Promise<void> {
   }
   const logger = new Logger(config.logLevel);
   const demo = flags.demo ? startDemoPlant() : undefined;
-  if (demo) config = { ...config, databases: { demo: { driver: "sqlite", path: ":memory:" } } };
 
   let app;
   try {

@@ -1,9 +1,11 @@
 // @ts-check
 /**
- * gatecast's client SDK: connect, subscribe to topics, keep each topic's points up to date from
+ * gatecast's client SDK: connect, subscribe to topics, keep each topic's rows up to date from
  * `snapshot` and `update` frames, reconnect with backoff and resubscribe, resubscribe on a `seq` gap.
- * The subscriptions made in one turn of the event loop go out as one batch frame (`topics`); a
- * frame the server drops for its rate limit is asked for again, with backoff.
+ * A topic's rows are keyed by its key columns: the snapshot's `key` for the handles of the
+ * configuration (`upsert` and `delete` applied by key), `address` and `code` for `real`'s points
+ * (`changes` applied by key). The subscriptions made in one turn of the event loop go out as one
+ * batch frame (`topics`); a frame the server drops for its rate limit is asked for again, with backoff.
  *
  * Plain JavaScript with JSDoc types, no dependencies and no Deno APIs: the same file runs in Deno
  * (import it) and in browsers (gatecast serves it at `/gatecast_client.js`).
@@ -19,6 +21,8 @@ export const SUBPROTOCOL = "gatecast.v1";
 export const MAX_BATCH_BYTES = 16384;
 
 /** @typedef {string | number | boolean | null} Scalar */
+
+/** One row of a topic: its columns by name, in the server's column order. @typedef {Readonly<Record<string, Scalar>>} Row */
 
 /**
  * One point: an `archive_device` row with its latest value.
@@ -44,8 +48,15 @@ export const MAX_BATCH_BYTES = 16384;
 
 /** @typedef {number | string} FrameId */
 /** @typedef {{ type: "subscribed" | "unsubscribed", id?: FrameId, topic: string }} AckFrame */
-/** @typedef {{ type: "snapshot", topic: string, seq: number, ts: number, points: Point[] }} SnapshotFrame */
-/** @typedef {{ type: "update", topic: string, seq: number, ts: number, changes: PointChange[] }} UpdateFrame */
+/**
+ * A snapshot: `real`'s carries `points`, a configured handle's carries `key` and `rows`.
+ * @typedef {{ type: "snapshot", topic: string, seq: number, ts: number, points?: Point[], key?: string[], rows?: Row[] }} SnapshotFrame
+ */
+/**
+ * An update: `real`'s carries `changes`, a configured handle's carries `upsert` (a known row's key
+ * and changed columns, or a new row whole) and `delete` (key columns).
+ * @typedef {{ type: "update", topic: string, seq: number, ts: number, changes?: PointChange[], upsert?: Row[], delete?: Row[] }} UpdateFrame
+ */
 /** @typedef {{ type: "stale", topic: string, code: string, message: string }} StaleFrame */
 /** @typedef {{ type: "pong", id?: FrameId }} PongFrame */
 /** `topic` names the topic of a batch frame the error is about. @typedef {{ type: "error", id?: FrameId, code: string, message: string, topic?: string }} ErrorFrame */
@@ -65,20 +76,32 @@ export const MAX_BATCH_BYTES = 16384;
  * @property {number} [reconnectInMs] `closed`: delay before the next attempt; absent when the client stopped
  * @property {number} [code] `closed`: the WebSocket close code
  * @property {string} [reason] `closed`: the close reason
- * @property {string[]} [staleTopics] `stale`: the topics whose database is failing
+ * @property {string[]} [staleTopics] `stale`: the topics that cannot be served now
  */
 
 /**
- * What a subscription handler gets after every change of its topic.
+ * What a subscription handler gets after every change of its topic. The arrays and row objects
+ * are never changed afterwards: a handler may keep a state and compare it with the next one.
  * @typedef {object} TopicState
- * @property {string} topic the topic, e.g. `plant1/real/12`
+ * @property {string} topic the topic, e.g. `plant1/real/12`, `plant1/tanks/north` or `plant1/alarms`
  * @property {"snapshot" | "update" | "stale" | "error"} reason what just arrived
- * @property {readonly Point[]} points every point, in the server's order (empty before the first snapshot)
- * @property {ReadonlySet<string>} changed {@link pointKey}s of the points whose value changed with this
- *   frame: on a snapshot, those new or different from the previous state (all of them on the first)
+ * @property {"points" | "rows" | undefined} frames the topic's kind, from its first snapshot: `points`
+ *   (`real`: the seed's points) or `rows` (a handle of the configuration); `undefined` before it
+ * @property {readonly Row[]} rows every row, current, in the server's order (empty before the first
+ *   snapshot); for `real`, its points
+ * @property {readonly string[]} key the columns that identify a row: the snapshot's `key`, or
+ *   {@link POINT_KEY} for `real` (empty before the first snapshot)
+ * @property {readonly Point[]} points `real`'s points: the same array as `rows`; empty for a topic of rows
+ * @property {ReadonlySet<string>} changed {@link rowKey}s of the rows new or changed with this frame
+ *   (for `real`, the {@link pointKey}s of the points whose value changed); on a snapshot, those new or
+ *   different from the previous state (all of them on the first)
+ * @property {ReadonlyMap<string, readonly string[]>} changedColumns for each key in `changed`, the
+ *   columns whose value changed (every column of a new row)
+ * @property {ReadonlySet<string>} removed {@link rowKey}s of the rows gone with this frame
  * @property {number} seq the last `seq` applied (0 before the first snapshot)
  * @property {number} ts time (ms since the epoch) of the poll that last changed the topic
- * @property {{ code: string, message: string } | undefined} stale set while the topic's database is failing
+ * @property {{ code: string, message: string } | undefined} stale set while the topic cannot be served (its
+ *   database or its handle failing): its `code` (`SOURCE_UNAVAILABLE`, `HANDLE_FAILED`, `TOO_MANY_ROWS`) and message
  * @property {{ code: string, message: string } | undefined} error set when the server refused the subscription
  */
 
@@ -105,13 +128,70 @@ export const MAX_BATCH_BYTES = 16384;
  *   it can hand out a refreshed token. Omit it when the server runs with `auth.mode` `none`.
  */
 
+/** The key columns of `real`'s points: a point is identified by its address and code. */
+export const POINT_KEY = Object.freeze(["address", "code"]);
+
 /**
- * The key of a point within its topic: its address and code.
+ * The key of a row within its topic: the JSON array of its key columns' values, in `key`'s order.
+ *
+ * @example
+ * ```js
+ * rowKey({ tank_id: 3, level_m: 4.2 }, ["tank_id"]); // "[3]"
+ * ```
+ * @param {Row} row
+ * @param {readonly string[]} key the topic's key columns ({@link TopicState} `key`)
+ * @returns {string}
+ */
+export function rowKey(row, key) {
+  return JSON.stringify(key.map((column) => row[column] ?? null));
+}
+
+/**
+ * The key of a point within its topic: its address and code (its {@link rowKey} over {@link POINT_KEY}).
  * @param {{ address: Scalar, code: Scalar }} point
  * @returns {string}
  */
 export function pointKey(point) {
   return JSON.stringify([point.address, point.code]);
+}
+
+/**
+ * The parts of a topic: `<db>/<handle>/<unit>`, or `<db>/<handle>` for a handle without units
+ * (`unit` is then `undefined`). Only the shape is checked; the server judges the names.
+ *
+ * @example
+ * ```js
+ * topicParts("plant1/tanks/north"); // { db: "plant1", handle: "tanks", unit: "north" }
+ * topicParts("plant1/alarms"); // { db: "plant1", handle: "alarms", unit: undefined }
+ * ```
+ * @param {string} topic
+ * @returns {{ db: string, handle: string, unit: string | undefined }}
+ */
+export function topicParts(topic) {
+  const parts = topic.split("/");
+  if ((parts.length !== 2 && parts.length !== 3) || parts.some((part) => part === "")) {
+    throw new SyntaxError(
+      `expected a topic <db>/<handle>/<unit> or <db>/<handle>, got ${JSON.stringify(topic)}`,
+    );
+  }
+  return { db: parts[0], handle: parts[1], unit: parts[2] };
+}
+
+/**
+ * The topic of a database, a handle and a unit (none for a handle without units).
+ *
+ * @example
+ * ```js
+ * topicOf("plant1", "real", 12); // "plant1/real/12"
+ * topicOf("plant1", "alarms"); // "plant1/alarms"
+ * ```
+ * @param {string} db
+ * @param {string} handle
+ * @param {string | number} [unit]
+ * @returns {string}
+ */
+export function topicOf(db, handle, unit) {
+  return unit === undefined || unit === "" ? `${db}/${handle}` : `${db}/${handle}/${unit}`;
 }
 
 /**
@@ -134,10 +214,11 @@ export function backoffDelay(attempt, options = {}, random = Math.random) {
 }
 
 /**
- * A topic subscribed to. `pendingId` is the id of the frame that last asked the server for it,
+ * A topic subscribed to. `rows` are its rows in the server's order, `index` each row's position
+ * by {@link rowKey}. `pendingId` is the id of the frame that last asked the server for it,
  * until the answer (`subscribed` or an error) comes; 0 when answered. `held` says whether the
  * server holds it on this connection, as far as its answers tell.
- * @typedef {{ topic: string, handlers: Set<TopicHandler>, points: Point[], index: Map<string, number>, seq: number, ts: number, stale: { code: string, message: string } | undefined, error: { code: string, message: string } | undefined, resyncing: boolean, pendingId: number, held: boolean }} Entry
+ * @typedef {{ topic: string, handlers: Set<TopicHandler>, frames: "points" | "rows" | undefined, key: readonly string[], rows: Row[], index: Map<string, number>, seq: number, ts: number, stale: { code: string, message: string } | undefined, error: { code: string, message: string } | undefined, resyncing: boolean, pendingId: number, held: boolean }} Entry
  */
 
 const encoder = new TextEncoder();
@@ -171,12 +252,15 @@ function batches(topics) {
 
 /**
  * A connection to gatecast that survives restarts: it reconnects with exponential backoff and
- * jitter, subscribes again to every topic, and keeps each topic's points current.
+ * jitter, subscribes again to every topic, and keeps each topic's rows current.
  *
  * @example
  * ```js
  * const client = new GatecastClient("ws://gateway:4053/ws", { onStatus: (s) => console.log(s) });
- * const stop = client.subscribe("plant1/real/12", ({ points, changed }) => render(points, changed));
+ * const stop = client.subscribe("plant1/tanks/north", ({ rows, key, changedColumns }) => {
+ *   for (const row of rows) render(rowKey(row, key), row, changedColumns.get(rowKey(row, key)));
+ * });
+ * client.subscribe("plant1/real/12", ({ points, changed }) => render(points, changed));
  * // later
  * stop();
  * client.close();
@@ -253,7 +337,7 @@ export class GatecastClient {
    * snapshot, update, stale or error frame, and at once when the topic already has a snapshot.
    * Several handlers may share a topic; the server sees one subscription.
    *
-   * @param {string} topic `<db>/<handle>/<unit_id>`
+   * @param {string} topic `<db>/<handle>/<unit>`, or `<db>/<handle>` for a handle without units
    * @param {TopicHandler} handler
    * @returns {() => void} removes this handler (and unsubscribes once no handler is left)
    */
@@ -263,7 +347,9 @@ export class GatecastClient {
       entry = {
         topic,
         handlers: new Set(),
-        points: [],
+        frames: undefined,
+        key: [],
+        rows: [],
         index: new Map(),
         seq: 0,
         ts: 0,
@@ -280,7 +366,7 @@ export class GatecastClient {
       this.#queueSubscribe(entry);
     }
     entry.handlers.add(handler);
-    if (entry.seq > 0) handler(stateOf(entry, "snapshot", new Set(entry.index.keys())));
+    if (entry.seq > 0) handler(stateOf(entry, "snapshot", everyRowNew(entry.rows, entry.key)));
     const owner = entry;
     return () => {
       owner.handlers.delete(handler);
@@ -434,48 +520,58 @@ export class GatecastClient {
   #snapshot(frame) {
     const entry = this.#topics.get(frame.topic);
     if (!entry) return;
-    const previous = entry.index.size > 0
-      ? new Map(entry.points.map((p) => [pointKey(p), p.value]))
-      : undefined;
-    entry.points = frame.points.slice();
-    entry.index = new Map(entry.points.map((p, i) => [pointKey(p), i]));
+    const previous = entry.rows;
+    const previousIndex = entry.index;
+    const previousKey = entry.key;
+    entry.frames = frame.rows ? "rows" : "points";
+    entry.key = frame.rows ? frame.key ?? [] : POINT_KEY;
+    entry.rows = (frame.rows ?? frame.points ?? []).slice();
+    entry.index = indexOf(entry.rows, entry.key);
     entry.seq = frame.seq;
     entry.ts = frame.ts;
     entry.resyncing = false;
     entry.error = undefined;
     const wasStale = entry.stale !== undefined;
     entry.stale = undefined;
-    const changed = new Set();
-    for (const [key, i] of entry.index) {
-      if (!previous || !previous.has(key) || previous.get(key) !== entry.points[i].value) changed.add(key);
-    }
-    notify(entry, stateOf(entry, "snapshot", changed));
+    const change = sameKey(previousKey, entry.key)
+      ? compareRows(previous, previousIndex, entry.rows, entry.key)
+      : {
+        changedColumns: everyRowNew(entry.rows, entry.key).changedColumns,
+        removed: new Set(previousIndex.keys()),
+      };
+    notify(entry, stateOf(entry, "snapshot", change));
     if (wasStale) this.#updateStaleStatus();
   }
 
-  /** @param {UpdateFrame} frame */
+  /**
+   * An update applied to the rows held: `delete` removes rows by key, `upsert` (or `real`'s
+   * `changes`) merges into a known row and appends a new one, so the rows stay in the server's
+   * order. A `seq` gap, or a frame that does not fit the rows held (an unknown row to delete, a
+   * new row that is not whole), means a frame was lost: subscribe again for a fresh snapshot.
+   * @param {UpdateFrame} frame
+   */
   #update(frame) {
     const entry = this.#topics.get(frame.topic);
     if (!entry || entry.resyncing) return;
-    const unknown = frame.changes.some((change) => !entry.index.has(pointKey(change)));
-    if (frame.seq !== entry.seq + 1 || unknown) {
-      // A frame was lost (or never meant for this state): start over from a fresh snapshot.
+    const applied = frame.seq === entry.seq + 1
+      ? applyUpdate(
+        entry.rows,
+        entry.index,
+        entry.key,
+        frame.upsert ?? frame.changes ?? [],
+        frame.delete ?? [],
+      )
+      : undefined;
+    if (!applied) {
       entry.resyncing = true;
       this.#queueSubscribe(entry);
       return;
     }
-    const changed = new Set();
-    // A new array, so that a handler may keep the previous state.
-    entry.points = entry.points.slice();
-    for (const change of frame.changes) {
-      const key = pointKey(change);
-      const i = /** @type {number} */ (entry.index.get(key));
-      entry.points[i] = { ...entry.points[i], value: change.value };
-      changed.add(key);
-    }
+    entry.rows = applied.rows;
+    entry.index = applied.index;
     entry.seq = frame.seq;
     entry.ts = frame.ts;
-    notify(entry, stateOf(entry, "update", changed));
+    notify(entry, stateOf(entry, "update", applied));
   }
 
   /** @param {StaleFrame} frame */
@@ -483,7 +579,7 @@ export class GatecastClient {
     const entry = this.#topics.get(frame.topic);
     if (!entry) return;
     entry.stale = { code: frame.code, message: frame.message };
-    notify(entry, stateOf(entry, "stale", new Set()));
+    notify(entry, stateOf(entry, "stale", NO_CHANGE));
     this.#updateStaleStatus();
   }
 
@@ -516,7 +612,7 @@ export class GatecastClient {
       entry.held = false;
       entry.error = { code: frame.code, message: frame.message };
       entry.resyncing = false;
-      notify(entry, stateOf(entry, "error", new Set()));
+      notify(entry, stateOf(entry, "error", NO_CHANGE));
     }
   }
 
@@ -596,17 +692,123 @@ export class GatecastClient {
 }
 
 /**
+ * What one frame changed: for each new or changed row (by {@link rowKey}) its changed columns,
+ * and the keys of the rows gone.
+ * @typedef {{ changedColumns: Map<string, string[]>, removed: Set<string> }} RowsChange
+ */
+
+/** @type {RowsChange} */
+const NO_CHANGE = { changedColumns: new Map(), removed: new Set() };
+
+/**
+ * @param {readonly Row[]} rows
+ * @param {readonly string[]} key
+ * @returns {Map<string, number>} each row's position by key
+ */
+function indexOf(rows, key) {
+  return new Map(rows.map((row, i) => [rowKey(row, key), i]));
+}
+
+/**
+ * @param {readonly string[]} a
+ * @param {readonly string[]} b
+ */
+function sameKey(a, b) {
+  return a.length === b.length && a.every((column, i) => column === b[i]);
+}
+
+/**
+ * Every row as new, every column changed: the first snapshot, or the state a late handler gets.
+ * @param {readonly Row[]} rows
+ * @param {readonly string[]} key
+ * @returns {RowsChange}
+ */
+function everyRowNew(rows, key) {
+  return {
+    changedColumns: new Map(rows.map((row) => [rowKey(row, key), Object.keys(row)])),
+    removed: new Set(),
+  };
+}
+
+/**
+ * What a snapshot changed against the rows held before it (same key columns).
+ * @param {readonly Row[]} before
+ * @param {Map<string, number>} beforeIndex
+ * @param {readonly Row[]} after
+ * @param {readonly string[]} key
+ * @returns {RowsChange}
+ */
+function compareRows(before, beforeIndex, after, key) {
+  const changedColumns = new Map();
+  const kept = new Set();
+  for (const row of after) {
+    const k = rowKey(row, key);
+    const i = beforeIndex.get(k);
+    if (i === undefined) {
+      changedColumns.set(k, Object.keys(row));
+      continue;
+    }
+    kept.add(k);
+    const old = before[i];
+    const columns = Object.keys(row).filter((column) => old[column] !== row[column]);
+    if (columns.length > 0) changedColumns.set(k, columns);
+  }
+  const removed = new Set([...beforeIndex.keys()].filter((k) => !kept.has(k)));
+  return { changedColumns, removed };
+}
+
+/**
+ * Applies an update to the rows held, into new arrays and objects (the old ones stay as they
+ * were). `undefined` when the update does not fit them: a row to delete that is not held, or a
+ * row not held that does not come whole (it lacks a column the rows held have, or a key column).
+ * @param {readonly Row[]} rows
+ * @param {Map<string, number>} index
+ * @param {readonly string[]} key
+ * @param {readonly Row[]} upserts
+ * @param {readonly Row[]} deletes
+ * @returns {(RowsChange & { rows: Row[], index: Map<string, number> }) | undefined}
+ */
+function applyUpdate(rows, index, key, upserts, deletes) {
+  const removed = new Set(deletes.map((row) => rowKey(row, key)));
+  for (const k of removed) if (!index.has(k)) return undefined;
+  const next = removed.size > 0 ? rows.filter((row) => !removed.has(rowKey(row, key))) : rows.slice();
+  const nextIndex = removed.size > 0 ? indexOf(next, key) : new Map(index);
+  const columns = rows.length > 0 ? Object.keys(rows[0]) : key;
+  /** @type {Map<string, string[]>} */
+  const changedColumns = new Map();
+  for (const upsert of upserts) {
+    const k = rowKey(upsert, key);
+    const i = nextIndex.get(k);
+    if (i === undefined) {
+      if (!columns.every((column) => column in upsert)) return undefined;
+      nextIndex.set(k, next.length);
+      next.push(upsert);
+      changedColumns.set(k, Object.keys(upsert));
+    } else {
+      next[i] = { ...next[i], ...upsert };
+      changedColumns.set(k, Object.keys(upsert).filter((column) => !key.includes(column)));
+    }
+  }
+  return { rows: next, index: nextIndex, changedColumns, removed };
+}
+
+/**
  * @param {Entry} entry
  * @param {TopicState["reason"]} reason
- * @param {Set<string>} changed
+ * @param {RowsChange} change
  * @returns {TopicState}
  */
-function stateOf(entry, reason, changed) {
+function stateOf(entry, reason, change) {
   return {
     topic: entry.topic,
     reason,
-    points: entry.points,
-    changed,
+    frames: entry.frames,
+    rows: entry.rows,
+    key: entry.key,
+    points: entry.frames === "points" ? /** @type {Point[]} */ (/** @type {unknown} */ (entry.rows)) : [],
+    changed: new Set(change.changedColumns.keys()),
+    changedColumns: change.changedColumns,
+    removed: change.removed,
     seq: entry.seq,
     ts: entry.ts,
     stale: entry.stale,

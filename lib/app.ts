@@ -3,34 +3,78 @@
  * every part; `main.ts` adds flags and signals, tests start it in-process.
  */
 
-import { Authenticator } from "./auth.ts";
-import { retryCap } from "./backoff.ts";
-import type { Config, DatabaseSettings } from "./config.ts";
-import type { Connection } from "./connection.ts";
-import { DescriptorWatch, type DescriptorWatchOptions } from "./descriptors.ts";
-import type { Handle } from "./handle.ts";
-import { ProxySet } from "./handshake.ts";
-import { healthReport } from "./health.ts";
-import { Listener } from "./listener.ts";
-import { AddressCounter, connectionCap, readOpenFileLimit } from "./limits.ts";
-import type { Logger } from "./log.ts";
-import { MeteredSource } from "./metered_source.ts";
-import { METRIC_FAMILIES, Metrics } from "./metrics.ts";
-import { MysqlSource } from "./mysql_source.ts";
-import { Poller } from "./poller.ts";
-import { CloseCode } from "./protocol.ts";
-import { createRealHandle } from "./real_handle.ts";
-import { Registry } from "./registry.ts";
-import { RefusalLog } from "./refusal_log.ts";
-import { applyReload, type DatabaseChanges } from "./reload.ts";
-import { createRoutes } from "./server.ts";
-import type { Source } from "./source.ts";
-import { SqliteSource } from "./sqlite_source.ts";
+import { Authenticator } from "./net/auth.ts";
+import { retryCap } from "./ops/backoff.ts";
+import type { Config, DatabaseSettings } from "./config/config.ts";
+import type { Connection } from "./net/connection.ts";
+import { DescriptorWatch, type DescriptorWatchOptions } from "./ops/descriptors.ts";
+import type { Handle } from "./handles/handle.ts";
+import { ProxySet } from "./net/handshake.ts";
+import { healthReport } from "./ops/health.ts";
+import { Listener } from "./net/listener.ts";
+import { AddressCounter, connectionCap, readOpenFileLimit } from "./net/limits.ts";
+import type { Logger } from "./ops/log.ts";
+import { MeteredSource } from "./sources/metered_source.ts";
+import { METRIC_FAMILIES, Metrics } from "./ops/metrics.ts";
+import { MysqlSource } from "./sources/mysql_source.ts";
+import { Poller } from "./hub/poller.ts";
+import { CloseCode } from "./wire/protocol.ts";
+import { createRealHandle } from "./handles/real_handle.ts";
+import { createSqlHandle } from "./handles/sql_handle.ts";
+import { Registry } from "./hub/registry.ts";
+import { RefusalLog } from "./net/refusal_log.ts";
+import { applyReload, type DatabaseChanges } from "./ops/reload.ts";
+import { createRoutes } from "./net/server.ts";
+import type { Source } from "./sources/source.ts";
+import { SqliteSource } from "./sources/sqlite_source.ts";
 
-/** The handles every server has (`real`), each with its own caches. */
-export function createHandles(config: Config): ReadonlyMap<string, Handle> {
+/** What the handles report besides rows: duplicate keys, counted and logged once per handle. */
+export interface HandleReports {
+  /** Where duplicate keys are counted. */
+  readonly metrics?: Metrics;
+  /** Where the first duplicate key of each handle is logged. */
+  readonly logger?: Logger;
+}
+
+/**
+ * The handles of a configuration: `real` (built in) and every `handles.<name>`, each with its
+ * own caches.
+ */
+export function createHandles(config: Config, reports: HandleReports = {}): ReadonlyMap<string, Handle> {
+  const logged = new Set<string>();
+  const events = {
+    duplicateKeys(handle: string, key: string, count: number) {
+      reports.metrics?.inc("gatecast_duplicate_keys_total", { handle }, count);
+      if (logged.has(handle)) return;
+      logged.add(handle);
+      reports.logger?.warn("rows with a repeated key were dropped; the first row wins", { handle, key });
+    },
+  };
   const real = createRealHandle({ pointsRefreshPolls: config.pointsRefreshPolls });
-  return new Map([[real.name, real]]);
+  return new Map<string, Handle>([
+    [real.name, real],
+    ...Object.values(config.handles).map((settings) =>
+      [settings.name, createSqlHandle(settings, events)] as const
+    ),
+  ]);
+}
+
+/** `GET /catalog`: each database's handles, for dashboards to list (names only, no data). */
+export function catalog(config: Config, handles: ReadonlyMap<string, Handle>): Record<string, unknown> {
+  const databases: Record<string, unknown> = {};
+  for (const db of Object.keys(config.databases)) {
+    const offered: Record<string, unknown> = {};
+    for (const handle of handles.values()) {
+      if (handle.databases && !handle.databases.has(db)) continue;
+      offered[handle.name] = {
+        unitType: handle.unitType,
+        frames: handle.frames,
+        ...(handle.name in config.handles ? { key: config.handles[handle.name].key } : {}),
+      };
+    }
+    databases[db] = { handles: offered };
+  }
+  return { databases };
 }
 
 /** A running gatecast. */
@@ -109,7 +153,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
   const connections = new Set<Connection>();
   // The registry calls back into the poller, which is created next (the callback runs later).
   const registry = new Registry((group) => poller.pollNow(group));
-  const handles = createHandles(config);
+  const handles = createHandles(config, { metrics, logger });
   const poller = new Poller(
     registry,
     sources,
@@ -152,19 +196,21 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     },
     refusals,
     registry,
-    handles: new Set(handles.keys()),
+    handles,
+    catalog: () => catalog(current, handles),
     metrics,
     logger,
     connections,
     health() {
-      const body = healthReport(
-        Date.now(),
+      const body = healthReport({
+        now: Date.now(),
         startedAt,
-        current.pollIntervalMs,
-        connections.size,
-        registry.topicCount,
-        poller.health,
-      );
+        intervalMs: current.pollIntervalMs,
+        connections: connections.size,
+        topics: registry.topicCount,
+        databases: poller.health,
+        handles: poller.failingHandles.values(),
+      });
       return { healthy: body.status === "ok", body };
     },
   });

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { Point } from "../lib/point.ts";
+import type { Point } from "./support/points.ts";
 import { createTestDatabase, freePort, type TestDatabase } from "./support/mysql.ts";
 import { startTestApp, type TestApp, waitFor, withTestApp } from "./support/app.ts";
 import { SEED_POINT_KEYS } from "./support/points.ts";

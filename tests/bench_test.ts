@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { testServer } from "./support/mysql.ts";
+import { pickRows } from "../bench/row_plant.ts";
 
 async function runBench(scenarios: string): Promise<Record<string, unknown>> {
   const server = await testServer();
@@ -74,4 +75,38 @@ Deno.test("the deltas scenario sends nothing when nothing changes and the change
   assert.equal(none.bytesPerTick, 0);
   assert.ok(some.bytesPerTick > 0 && some.bytesPerTick < all.bytesPerTick);
   assert.ok(all.bytesPerTick < report.deltas.snapshotBytes);
+});
+
+Deno.test("the rows scenario runs one query a poll for every site and sends each poll's changes as updates", async () => {
+  // deno-lint-ignore no-explicit-any
+  const report: any = await runBench("rows");
+  const rows = report.rows;
+  assert.deepEqual([rows.units, rows.rowsPerUnit, rows.columns, rows.clients], [3, 4, 6, 3]);
+  assert.equal(rows.changedRowsPerTick, 3);
+  // The test server may be shared, so its Com_select counts others too; gatecast's own count is exact.
+  assert.equal(rows.gatecastQueriesPerTick, 1);
+  assert.ok(rows.comSelectPerTick >= 1);
+  assert.equal(rows.polls, 3);
+  assert.equal(rows.skippedTicks, 0);
+  // Every poll saw one batch of changes: a tick with frames per poll, all of them updates.
+  assert.equal(rows.tickMs.ticks, rows.polls);
+  assert.equal(rows.clientSnapshots, 0);
+  assert.ok(rows.framesPerTick >= 1 && rows.framesPerTick <= 3, `${rows.framesPerTick} frames a tick`);
+  assert.equal(rows.clientFramesPerTick, rows.framesPerTick);
+  assert.ok(rows.bytesPerTick > 0);
+  assert.equal(rows.dropped, 0);
+  assert.deepEqual(report.targets.map((t: { target: string }) => t.target), [
+    "3 units x 4 rows x 6 columns: 1 query/tick",
+    "3 units x 4 rows x 6 columns: tick p99 <= 200 ms",
+  ]);
+});
+
+Deno.test("the rows driver picks distinct rows, a different draw each step and the same in every run", () => {
+  const first = pickRows(20_000, 1000, 0);
+  assert.equal(new Set(first).size, 1000);
+  assert.ok(first.every((id) => Number.isInteger(id) && id >= 1 && id <= 20_000));
+  assert.deepEqual(pickRows(20_000, 1000, 0), first);
+  assert.notDeepEqual(pickRows(20_000, 1000, 1), first);
+  assert.deepEqual(pickRows(5, 5, 3).sort((a, b) => a - b), [1, 2, 3, 4, 5]);
+  assert.throws(() => pickRows(5, 6, 0), /6 rows asked of 5/);
 });

@@ -15,7 +15,7 @@
 
 import assert from "node:assert/strict";
 import mysql from "mysql2/promise";
-import { sha256Hex } from "../lib/auth.ts";
+import { sha256Hex } from "../lib/net/auth.ts";
 import { createTestDatabase, startThrowawayMariadb } from "./support/mysql.ts";
 import { startGatecastWithConfig } from "./support/process.ts";
 

@@ -2,19 +2,28 @@
  * The client SDK (`client/gatecast_client.js`) in Deno against a running gatecast on a real
  * MariaDB: snapshot and updates, restart of the server on the same port, `seq` gaps, stale
  * topics, unsubscribing, the backoff schedule, and dashboards of many topics: batch frames,
- * resubscribing in batches, and retries of what the rate limit dropped.
+ * resubscribing in batches, and retries of what the rate limit dropped. Then the rows of the
+ * configuration's handles, over the demo plant's SQLite database with the demo's handles: after
+ * every change made in the database, the SDK's rows equal the handle's query result.
  */
 
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import {
   backoffDelay,
   GatecastClient,
   MAX_BATCH_BYTES,
+  POINT_KEY,
   pointKey,
+  rowKey,
   type Status,
   type StatusDetail,
+  topicOf,
+  topicParts,
   type TopicState,
 } from "../client/gatecast_client.js";
+import { createDemoSchema, DEMO_HANDLES } from "../lib/sources/demo_plant.ts";
+import { SqliteSource } from "../lib/sources/sqlite_source.ts";
 import { createTestDatabase, freePort, type TestDatabase } from "./support/mysql.ts";
 import { startTestApp, type TestApp, waitFor, withTestApp } from "./support/app.ts";
 import { signToken, tokenAuth } from "./support/tokens.ts";
@@ -109,6 +118,11 @@ Deno.test("a handler gets the snapshot, then each UPDATE applied to the whole po
       assert.deepEqual(update.seq, 2);
       assert.deepEqual(rec.values(update), { "B1.ua": 230, "B1.ia": 6.5, "B2.ua": 231 });
       assert.deepEqual([...update.changed], ['["B1","ia"]']);
+      assert.deepEqual([...update.changedColumns], [['["B1","ia"]', ["value"]]]);
+      assert.deepEqual(update.removed.size, 0);
+      assert.deepEqual(update.frames, "points");
+      assert.deepEqual(update.key, ["address", "code"]);
+      assert.equal(update.rows, update.points);
       // The earlier state was not changed under the handler's feet.
       assert.deepEqual(rec.values(first), { "B1.ua": 230, "B1.ia": 5, "B2.ua": 231 });
       assert.deepEqual(rec.statusNames(), ["connecting", "open"]);
@@ -228,7 +242,7 @@ async function updatesSent(app: TestApp): Promise<number> {
   return frames - 2;
 }
 
-Deno.test("status turns stale while the topic's database fails and open again once it recovers", async () => {
+Deno.test("status turns stale while the topic's query fails (its table renamed) and open again once it recovers", async () => {
   await withBoilerRoom(async (db, app) => {
     const rec = new Recorder();
     const client = new GatecastClient(app.wsUrl, { ...FAST, onStatus: rec.onStatus });
@@ -237,7 +251,7 @@ Deno.test("status turns stale while the topic's database fails and open again on
       await rec.until("the snapshot", (s) => s?.reason === "snapshot");
       await db.query("RENAME TABLE device_data_real TO device_data_gone");
       const stale = await rec.until("stale", (s) => s?.reason === "stale");
-      assert.deepEqual(stale.stale?.code, "SOURCE_UNAVAILABLE");
+      assert.deepEqual(stale.stale?.code, "HANDLE_FAILED"); // the table is gone, not the database
       assert.match(stale.stale!.message, /device_data_real/);
       assert.deepEqual(rec.values(stale), { "B1.ua": 230, "B1.ia": 5, "B2.ua": 231 }); // last known values kept
       assert.deepEqual(client.status, "stale");
@@ -544,4 +558,288 @@ Deno.test("topics left in one turn are unsubscribed in one batch; a refused topi
       client.close();
     }
   });
+});
+
+// ---- Rows of the configuration's handles ----
+
+Deno.test("rowKey is the JSON of the key columns' values in the key's order; pointKey is rowKey over POINT_KEY", () => {
+  assert.deepEqual(rowKey({ tank_id: 3, site: "north", level_m: 4.2 }, ["tank_id"]), "[3]");
+  assert.deepEqual(rowKey({ a: 1, b: "x" }, ["b", "a"]), '["x",1]');
+  assert.deepEqual(rowKey({ a: null }, ["a", "missing"]), "[null,null]");
+  const point = { address: "GW1", code: "ua", value: 1 };
+  assert.deepEqual(rowKey(point, POINT_KEY), pointKey(point));
+});
+
+Deno.test("topicParts reads three-part and unit-less two-part topics and refuses other shapes; topicOf builds both", () => {
+  assert.deepEqual(topicParts("plant1/real/12"), { db: "plant1", handle: "real", unit: "12" });
+  assert.deepEqual(topicParts("plant1/tanks/north"), { db: "plant1", handle: "tanks", unit: "north" });
+  assert.deepEqual(topicParts("plant1/alarms"), { db: "plant1", handle: "alarms", unit: undefined });
+  for (const bad of ["plant1", "plant1/real/1/2", "plant1//1", "/alarms", ""]) {
+    assert.throws(() => topicParts(bad), {
+      name: "SyntaxError",
+      message: `expected a topic <db>/<handle>/<unit> or <db>/<handle>, got ${JSON.stringify(bad)}`,
+    });
+  }
+  assert.deepEqual(topicOf("plant1", "real", 12), "plant1/real/12");
+  assert.deepEqual(topicOf("plant1", "tanks", "north"), "plant1/tanks/north");
+  assert.deepEqual(topicOf("plant1", "alarms"), "plant1/alarms");
+  assert.deepEqual(topicOf("plant1", "alarms", ""), "plant1/alarms");
+});
+
+/** A running gatecast over the demo plant's database, with the demo's handles and no simulator. */
+interface DemoApp {
+  readonly app: TestApp;
+  /** The demo database: the test makes every change. */
+  readonly db: DatabaseSync;
+  /** The rows of a demo handle's SQL for `units`, as the database returns them. */
+  query(handle: "tanks" | "alarms", ...units: string[]): Record<string, unknown>[];
+}
+
+async function withDemoApp(fn: (demo: DemoApp) => Promise<void>): Promise<void> {
+  const db = new DatabaseSync(":memory:");
+  createDemoSchema(db, new Date("2026-12-01T08:00:00.000Z"));
+  const app = await startTestApp(
+    { demo: { driver: "sqlite", path: ":memory:" } },
+    { handles: DEMO_HANDLES },
+    new Map([["demo", new SqliteSource("demo", db)]]),
+  );
+  const query = (handle: "tanks" | "alarms", ...units: string[]) => {
+    const sql = String(DEMO_HANDLES[handle].sql).replace(":units", units.map(() => "?").join(", "));
+    return db.prepare(sql).all(...units).map((row) => ({ ...row }));
+  };
+  try {
+    await fn({ app, db, query });
+  } finally {
+    await app.stop();
+    if (db.isOpen) db.close();
+  }
+}
+
+/** The rows of a state as plain objects, for comparing with the database's. */
+function plainRows(state: TopicState | undefined): Record<string, unknown>[] {
+  return (state?.rows ?? []).map((row) => ({ ...row }));
+}
+
+Deno.test("on a string-unit handle the SDK's rows equal the table's after the snapshot, an UPDATE, an INSERT at the end and a DELETE, each applied as an update", async () => {
+  await withDemoApp(async ({ app, db, query }) => {
+    const rec = new Recorder();
+    const client = new GatecastClient(app.wsUrl, FAST);
+    try {
+      client.subscribe("demo/tanks/north", rec.handler);
+      const first = await rec.until("the snapshot", (s) => s?.reason === "snapshot");
+      assert.deepEqual(first.frames, "rows");
+      assert.deepEqual(first.key, ["tank_id"]);
+      assert.deepEqual(first.points, []);
+      assert.deepEqual(plainRows(first), query("tanks", "north"));
+      assert.deepEqual(first.rows.length, 4);
+      assert.deepEqual([...first.changed], ["[1]", "[2]", "[3]", "[4]"]);
+      assert.deepEqual(first.changedColumns.get("[2]"), [
+        "site",
+        "tank_id",
+        "level_m",
+        "temp_c",
+        "updated_at",
+      ]);
+
+      db.exec("UPDATE tank_level SET level_m = 1.25 WHERE site = 'north' AND tank_id = 2");
+      const updated = await rec.until("the UPDATE", (s) => s?.rows[1].level_m === 1.25);
+      assert.deepEqual(updated.reason, "update");
+      assert.deepEqual(updated.seq, 2);
+      assert.deepEqual(plainRows(updated), query("tanks", "north"));
+      assert.deepEqual([...updated.changedColumns], [["[2]", ["level_m"]]]);
+      assert.deepEqual(updated.removed.size, 0);
+      // Rows that did not change are the same objects; the earlier state is as it was.
+      assert.equal(updated.rows[0], first.rows[0]);
+      assert.deepEqual(first.rows[1].level_m, 6.75);
+
+      db.exec("INSERT INTO tank_level VALUES ('north', 5, 2.5, 11.5, '2026-12-01T08:00:05.000Z')");
+      const inserted = await rec.until("the INSERT", (s) => s?.rows.length === 5);
+      assert.deepEqual(inserted.reason, "update");
+      assert.deepEqual(inserted.seq, 3);
+      assert.deepEqual(plainRows(inserted), query("tanks", "north"));
+      assert.deepEqual([...inserted.changedColumns], [["[5]", [
+        "site",
+        "tank_id",
+        "level_m",
+        "temp_c",
+        "updated_at",
+      ]]]);
+
+      db.exec("DELETE FROM tank_level WHERE site = 'north' AND tank_id IN (1, 3)");
+      const deleted = await rec.until("the DELETE", (s) => s?.rows.length === 3);
+      assert.deepEqual(deleted.reason, "update");
+      assert.deepEqual(deleted.seq, 4);
+      assert.deepEqual(plainRows(deleted), query("tanks", "north"));
+      assert.deepEqual(deleted.rows.map((row) => row.tank_id), [2, 4, 5]);
+      assert.deepEqual([...deleted.removed], ["[1]", "[3]"]);
+      assert.deepEqual(deleted.changed.size, 0);
+
+      // Rows of another site never reach this topic.
+      db.exec("UPDATE tank_level SET level_m = 9 WHERE site = 'south'");
+      db.exec("UPDATE tank_level SET temp_c = 20.5 WHERE site = 'north' AND tank_id = 4");
+      const last = await rec.until("the last UPDATE", (s) => s?.rows[1].temp_c === 20.5);
+      assert.deepEqual(plainRows(last), query("tanks", "north"));
+      assert.deepEqual(rec.states.map((s) => `${s.reason}:${s.seq}`), [
+        "snapshot:1",
+        "update:2",
+        "update:3",
+        "update:4",
+        "update:5",
+      ]);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+Deno.test("a row inserted in the middle comes as a fresh snapshot, and the SDK reports only what it changed", async () => {
+  await withDemoApp(async ({ app, db, query }) => {
+    const rec = new Recorder();
+    const client = new GatecastClient(app.wsUrl, FAST);
+    try {
+      client.subscribe("demo/tanks/south", rec.handler);
+      await rec.until("the snapshot", (s) => s?.reason === "snapshot");
+      // ORDER BY site, tank_id: tank 0 comes first, before the rows the client holds.
+      db.exec("INSERT INTO tank_level VALUES ('south', 0, 3.5, 18, '2026-12-01T08:00:05.000Z')");
+      const fresh = await rec.until("the fresh snapshot", (s) => s?.rows.length === 4);
+      assert.deepEqual(fresh.reason, "snapshot");
+      assert.deepEqual(plainRows(fresh), query("tanks", "south"));
+      assert.deepEqual(fresh.rows.map((row) => row.tank_id), [0, 1, 2, 3]);
+      assert.deepEqual([...fresh.changedColumns], [["[0]", [
+        "site",
+        "tank_id",
+        "level_m",
+        "temp_c",
+        "updated_at",
+      ]]]);
+      assert.deepEqual(fresh.removed.size, 0);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+Deno.test("on a unit-less topic rows appear and leave as the table changes, and a late handler gets the current rows at once", async () => {
+  await withDemoApp(async ({ app, db, query }) => {
+    const rec = new Recorder();
+    const client = new GatecastClient(app.wsUrl, FAST);
+    try {
+      client.subscribe("demo/alarms", rec.handler);
+      const first = await rec.until("the snapshot", (s) => s?.reason === "snapshot");
+      assert.deepEqual(first.key, ["id"]);
+      assert.deepEqual(plainRows(first), query("alarms"));
+      assert.deepEqual(first.rows.map((row) => row.id), [2, 4, 5]);
+
+      db.exec(
+        "INSERT INTO alarm (severity, message, raised_at) VALUES ('critical', 'east tank 2: inlet valve stuck', 'now')",
+      );
+      const raised = await rec.until("the new alarm", (s) => s?.rows.length === 4);
+      assert.deepEqual(raised.reason, "update");
+      assert.deepEqual(plainRows(raised), query("alarms"));
+      assert.deepEqual([...raised.changed], ["[6]"]);
+
+      db.exec("UPDATE alarm SET cleared_at = 'now' WHERE id IN (2, 6)");
+      const cleared = await rec.until("two alarms cleared", (s) => s?.rows.length === 2);
+      assert.deepEqual(cleared.reason, "update");
+      assert.deepEqual(plainRows(cleared), query("alarms"));
+      assert.deepEqual([...cleared.removed], ["[2]", "[6]"]);
+
+      const late = new Recorder();
+      client.subscribe("demo/alarms", late.handler);
+      assert.deepEqual(late.states.length, 1);
+      assert.deepEqual(plainRows(late.last), query("alarms"));
+      assert.deepEqual([...late.last.changed], ["[4]", "[5]"]);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+Deno.test("a seq gap on a topic of rows makes the client subscribe again and end on the table's rows", async () => {
+  await withDemoApp(async ({ app, db, query }) => {
+    const rec = new Recorder();
+    const sent: unknown[] = [];
+    const client = new GatecastClient(app.wsUrl, { ...FAST, WebSocket: lossyWebSocket(sent) });
+    try {
+      client.subscribe("demo/tanks/east", rec.handler);
+      await rec.until("the snapshot", (s) => s?.reason === "snapshot");
+      db.exec("DELETE FROM tank_level WHERE site = 'east' AND tank_id = 4"); // seq 2: lost
+      await waitFor("the lost update to be polled", async () => (await updatesSent(app)) >= 1);
+      db.exec("UPDATE tank_level SET level_m = 0.75 WHERE site = 'east' AND tank_id = 1"); // seq 3: a gap
+      const fresh = await rec.until(
+        "the fresh snapshot",
+        (s) => s?.reason === "snapshot" && rec.states.length > 1,
+      );
+      assert.deepEqual(plainRows(fresh), query("tanks", "east"));
+      assert.deepEqual(fresh.rows.map((row) => row.tank_id), [1, 2, 3]);
+      assert.deepEqual([...fresh.changedColumns], [["[1]", ["level_m"]]]);
+      assert.deepEqual([...fresh.removed], ["[4]"]);
+      assert.deepEqual(rec.states.map((s) => `${s.reason}:${s.seq}`), ["snapshot:1", "snapshot:1"]);
+      assert.deepEqual(sent, [
+        { type: "subscribe", id: 1, topics: ["demo/tanks/east"] },
+        { type: "subscribe", id: 2, topics: ["demo/tanks/east"] },
+      ]);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+/** A WebSocket that rewrites the first `update` frame it receives with `rewrite`, and records what is sent. */
+function rewritingWebSocket(
+  sent: unknown[],
+  rewrite: (frame: Record<string, unknown>) => Record<string, unknown>,
+) {
+  return class RewritingWebSocket extends WebSocket {
+    #done = false;
+    #handler: ((event: MessageEvent) => void) | null = null;
+    override get onmessage() {
+      return this.#handler;
+    }
+    override set onmessage(handler: ((event: MessageEvent) => void) | null) {
+      this.#handler = handler;
+      super.onmessage = handler && ((event: MessageEvent) => {
+        if (!this.#done && typeof event.data === "string" && event.data.startsWith('{"type":"update"')) {
+          this.#done = true;
+          return handler(
+            new MessageEvent("message", { data: JSON.stringify(rewrite(JSON.parse(event.data))) }),
+          );
+        }
+        handler(event);
+      });
+    }
+    override send(data: string) {
+      sent.push(JSON.parse(data));
+      super.send(data);
+    }
+  };
+}
+
+Deno.test("an update that does not fit the rows held (a row to delete it never had, a new row not whole) makes the client subscribe again", async () => {
+  const misfits: [string, (frame: Record<string, unknown>) => Record<string, unknown>][] = [
+    ["a delete of an unknown row", (frame) => ({ ...frame, delete: [{ tank_id: 99 }] })],
+    ["a partial new row", (frame) => ({ ...frame, upsert: [{ tank_id: 99, level_m: 1 }] })],
+  ];
+  for (const [what, rewrite] of misfits) {
+    await withDemoApp(async ({ app, db, query }) => {
+      const rec = new Recorder();
+      const sent: unknown[] = [];
+      const client = new GatecastClient(app.wsUrl, { ...FAST, WebSocket: rewritingWebSocket(sent, rewrite) });
+      try {
+        client.subscribe("demo/tanks/north", rec.handler);
+        await rec.until("the snapshot", (s) => s?.reason === "snapshot");
+        db.exec("UPDATE tank_level SET level_m = 2.5 WHERE site = 'north' AND tank_id = 3");
+        const fresh = await rec.until(`the snapshot after ${what}`, () => rec.states.length === 2);
+        assert.deepEqual(fresh.reason, "snapshot", what);
+        assert.deepEqual(plainRows(fresh), query("tanks", "north"), what);
+        assert.deepEqual([...fresh.changedColumns], [["[3]", ["level_m"]]], what);
+        assert.deepEqual(sent, [
+          { type: "subscribe", id: 1, topics: ["demo/tanks/north"] },
+          { type: "subscribe", id: 2, topics: ["demo/tanks/north"] },
+        ], what);
+      } finally {
+        client.close();
+      }
+    });
+  }
 });

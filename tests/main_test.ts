@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { HELP, VERSION } from "../lib/cli.ts";
-import { SETTINGS } from "../lib/settings.ts";
+import { HELP, VERSION } from "../lib/config/cli.ts";
+import { SETTINGS } from "../lib/config/settings.ts";
 import { createTestDatabase, type TestDatabase } from "./support/mysql.ts";
 import { delay, waitFor } from "./support/app.ts";
 import { startGatecastOnConfig, startGatecastProcess } from "./support/process.ts";
@@ -219,7 +219,7 @@ Deno.test("a real start logs 'listening' with its port, serves /healthz, and exi
   );
 });
 
-Deno.test("--demo serves the demo plant: the banner names the URL and demo/real/1 has a snapshot", async () => {
+Deno.test("--demo serves the demo plant: the banner names the URL; demo/real/1, demo/tanks/north and demo/alarms have snapshots", async () => {
   const child = command(["--demo", "--port", "0"]).spawn();
   const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   try {
@@ -231,6 +231,18 @@ Deno.test("--demo serves the demo plant: the banner names the URL and demo/real/
     assert.deepEqual(await client.next(), { type: "subscribed", id: 1, topic: "demo/real/1" });
     const snapshot = await client.expect("snapshot");
     assert.equal(snapshot.points.length, 10);
+    // The demo's handles from the config: a string unit and a handle without units.
+    client.send({ type: "subscribe", id: 2, topics: ["demo/tanks/north", "demo/alarms"] });
+    const frames = [];
+    while (frames.filter((frame) => frame.type === "snapshot").length < 2) frames.push(await client.next());
+    const snapshots = frames.filter((frame) => frame.type === "snapshot");
+    const tanks = snapshots.find((frame) => frame.topic === "demo/tanks/north");
+    assert.deepEqual(tanks.key, ["tank_id"]);
+    assert.equal(tanks.rows.length, 4);
+    assert.deepEqual(Object.keys(tanks.rows[0]), ["site", "tank_id", "level_m", "temp_c", "updated_at"]);
+    const alarms = snapshots.find((frame) => frame.topic === "demo/alarms");
+    assert.deepEqual(alarms.key, ["id"]);
+    assert.ok(alarms.rows.length >= 1, JSON.stringify(alarms));
     await client.close();
     child.kill("SIGTERM");
     assert.equal((await child.status).code, 0);

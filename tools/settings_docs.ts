@@ -1,17 +1,22 @@
 /**
- * Writes `config.schema.json` and README's settings table from the declarations in lib/settings.ts:
+ * Writes `config.schema.json` and README's settings table from the declarations in lib/config/settings.ts:
  * `deno task settings`. The scalar settings' schema and rows come from the table; each section's
  * structure (databases, auth, …) is written out here, next to nothing else, and tests hold it to
- * what lib/config.ts accepts. tests/settings_test.ts fails while either file differs from this output.
+ * what lib/config/config.ts accepts. tests/settings_test.ts fails while either file differs from this output.
  */
 
-import { type ScalarSetting, type SectionKey, type Setting, SETTING_ENTRIES } from "../lib/settings.ts";
+import {
+  type ScalarSetting,
+  type SectionKey,
+  type Setting,
+  SETTING_ENTRIES,
+} from "../lib/config/settings.ts";
 
 /** The command that regenerates both files, as the tests tell it. */
 export const REGENERATE = "deno task settings";
 /** The line before README's generated table. */
 export const TABLE_BEGIN =
-  "<!-- settings table: generated from lib/settings.ts by `deno task settings`; edit it there -->";
+  "<!-- settings table: generated from lib/config/settings.ts by `deno task settings`; edit it there -->";
 /** The line after README's generated table. */
 export const TABLE_END = "<!-- end of settings table -->";
 
@@ -215,8 +220,9 @@ const DEFS: Json = {
   },
   topicPattern: {
     type: "string",
-    description: "A topic pattern: <db>/<handle>/<unit_id>, each part a value or *.",
-    pattern: "^(\\*|[A-Za-z0-9_-]{1,64})/(\\*|[a-z][a-z0-9_]{0,31})/(\\*|[1-9][0-9]{0,9})$",
+    description:
+      "A topic pattern: <db>/<handle>/<unit>, each part a value or *; <db>/<handle> for handles without units.",
+    pattern: "^(\\*|[A-Za-z0-9_-]{1,64})/(\\*|[a-z][a-z0-9_]{0,31})(/(\\*|[A-Za-z0-9_.:-]{1,64}))?$",
     maxLength: 200,
   },
   topicPatterns: { type: "array", items: { $ref: "#/$defs/topicPattern" } },
@@ -316,8 +322,8 @@ export function configSchema(): Json {
     $id: "https://github.com/gatecast/gatecast/config.schema.json",
     title: "gatecast configuration",
     description:
-      "The file given to `gatecast --config`. lib/config.ts validates the same rules at start and " +
-      "names the JSON path of the first bad value; unknown keys are errors. Generated from lib/settings.ts " +
+      "The file given to `gatecast --config`. lib/config/config.ts validates the same rules at start and " +
+      "names the JSON path of the first bad value; unknown keys are errors. Generated from lib/config/settings.ts " +
       `by \`${REGENERATE}\`.`,
     type: "object",
     additionalProperties: false,

@@ -5,8 +5,8 @@
  * statement whose `:units` placeholder is expanded to bound parameters, never spliced. Pure, no I/O.
  */
 
-import { ConfigError, expectInt, expectObject, expectString } from "../config.ts";
-import { describe, HANDLE_PATTERN } from "../topic.ts";
+import { ConfigError, expectInt, expectObject, expectString } from "./config.ts";
+import { describe, HANDLE_PATTERN } from "./names.ts";
 import type { UnitType } from "./unit.ts";
 
 /** One validated `handles.<name>` entry, defaults filled in. */

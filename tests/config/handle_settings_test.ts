@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ConfigError, parseConfig } from "../../lib/config.ts";
+import { ConfigError, parseConfig } from "../../lib/config/config.ts";
 import {
   expandUnits,
   parseHandles,
@@ -13,7 +13,7 @@ import {
   SqlTextError,
   unitsPlaceholderCount,
 } from "../../lib/config/handle_settings.ts";
-import { restartNeeded } from "../../lib/reload.ts";
+import { restartNeeded } from "../../lib/ops/reload.ts";
 
 const CODES = ["plant1", "plant2"];
 const TANKS = {

@@ -4,9 +4,9 @@
  */
 
 import { type App, type AppOptions, startApp } from "../../lib/app.ts";
-import { type Config, type DatabaseSettings, parseConfig } from "../../lib/config.ts";
-import { Logger } from "../../lib/log.ts";
-import type { Source } from "../../lib/source.ts";
+import { type Config, type DatabaseSettings, parseConfig } from "../../lib/config/config.ts";
+import { Logger } from "../../lib/ops/log.ts";
+import type { Source } from "../../lib/sources/source.ts";
 
 /** A running test server. */
 export interface TestApp extends App {

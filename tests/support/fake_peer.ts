@@ -3,7 +3,7 @@
  * answers, and every sent frame is kept, as text, in order.
  */
 
-import type { Peer, Subscription } from "../../lib/registry.ts";
+import type { Peer, Subscription } from "../../lib/hub/registry.ts";
 
 let nextId = 1;
 

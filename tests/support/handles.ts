@@ -5,8 +5,8 @@
  */
 
 import { createHandles } from "../../lib/app.ts";
-import { type Config, parseConfig } from "../../lib/config.ts";
-import type { Handle } from "../../lib/handle.ts";
+import { type Config, parseConfig } from "../../lib/config/config.ts";
+import type { Handle } from "../../lib/handles/handle.ts";
 
 /** A configuration with every setting at its default (no databases, authentication off). */
 export function defaultConfig(): Config {

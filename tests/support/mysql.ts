@@ -5,7 +5,7 @@
  */
 
 import mysql from "mysql2/promise";
-import type { MysqlSettings } from "../../lib/config.ts";
+import type { MysqlSettings } from "../../lib/config/config.ts";
 import { type ServerInfo, testServer } from "./servers.ts";
 
 // The server part (finding, installing, starting) lives in servers.ts; re-exported for the tests.

@@ -6,7 +6,7 @@
  */
 
 import type { DatabaseSync } from "node:sqlite";
-import type { Point } from "../../lib/point.ts";
+import type { Point } from "./points.ts";
 import { createTestDatabase, type PointRow, type TestDatabase } from "./mysql.ts";
 
 /** Codes that must only ever be looked up in a returned row: never in SQL, never on a prototype. */

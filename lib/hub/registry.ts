@@ -1,0 +1,165 @@
+/**
+ * The registry: which connections hold which topics. Topics live while they have
+ * subscribers and are grouped by (database, handle), the unit of one shared poll. A topic
+ * with no subscribers is forgotten at once, and its group with it when the group empties.
+ * The registry owns membership only; what a topic last published is its {@link Feed}, owned by
+ * the fan-out.
+ */
+
+import type { Unit } from "../config/unit.ts";
+import { type Encoder, Feed } from "./fanout.ts";
+import type { TopicName } from "./topic.ts";
+
+/** What the registry and fan-out need of a connection. */
+export interface Peer {
+  /** A process-unique id, for logs. */
+  readonly id: number;
+  /**
+   * Asks whether a frame may be sent now: `"send"`, `"skip"` (the client is behind: hold
+   * intermediate frames back) or `"dropped"` (the client was closed for not reading).
+   */
+  admit(): "send" | "skip" | "dropped";
+  /**
+   * Sends one text frame. `bytes` is its UTF-8 length when the caller already knows it (fan-out
+   * does, from the frame's parts), sparing the peer a scan of the text for its byte count.
+   */
+  send(text: string, bytes?: number): void;
+  /** Ends a subscription the server can no longer serve, telling the client why. */
+  revoke(subscription: Subscription, code: "DB_REMOVED", message: string): void;
+}
+
+/** One connection's subscription to one topic. */
+export class Subscription {
+  /** Number of the last `snapshot`/`update` frame sent on this subscription (0: none yet). */
+  seq = 0;
+  /**
+   * @param topic the topic
+   * @param peer the subscribing connection
+   * @param encoder the frames of the connection's protocol
+   */
+  constructor(readonly topic: Topic, readonly peer: Peer, readonly encoder: Encoder) {}
+}
+
+/** A topic with at least one subscriber. */
+export class Topic {
+  /** Every subscription. */
+  readonly subscriptions = new Set<Subscription>();
+  /** What the topic last published (the fan-out's). */
+  readonly feed = new Feed();
+  /** `JSON.stringify(name.key)`, ready to splice into frames. */
+  readonly keyJson: string;
+
+  /** @param name the parsed topic */
+  constructor(readonly name: TopicName) {
+    this.keyJson = JSON.stringify(name.key);
+  }
+}
+
+/** The topics of one (database, handle): polled together, one fetch for all their units. */
+export interface TopicGroup {
+  /** `db/handle`. */
+  readonly key: string;
+  /** Database code. */
+  readonly db: string;
+  /** Handle name. */
+  readonly handle: string;
+  /** Topics by unit (`null`: the one topic of a handle without units). */
+  readonly topics: Map<Unit, Topic>;
+}
+
+/** Topics and their subscribers. */
+export class Registry {
+  private readonly topics = new Map<string, Topic>();
+  private readonly groupsByKey = new Map<string, TopicGroup>();
+
+  /**
+   * @param onTopicAdded called when a topic gets its first subscriber, so that the poller
+   *   fetches it at once instead of at the next tick
+   */
+  constructor(private readonly onTopicAdded: (group: TopicGroup) => void = () => {}) {}
+
+  /**
+   * Subscribes a peer to a topic, creating the topic on first use. The caller makes sure a peer
+   * subscribes to a topic at most once, and welcomes the subscription (`fanout.ts`).
+   */
+  subscribe(name: TopicName, peer: Peer, encoder: Encoder): Subscription {
+    let topic = this.topics.get(name.key);
+    let added = false;
+    if (!topic) {
+      topic = new Topic(name);
+      this.topics.set(name.key, topic);
+      this.groupOf(name).topics.set(name.unit, topic);
+      added = true;
+    }
+    const subscription = new Subscription(topic, peer, encoder);
+    topic.subscriptions.add(subscription);
+    topic.feed.join(subscription);
+    if (added) this.onTopicAdded(this.groupOf(name));
+    return subscription;
+  }
+
+  /** Removes a subscription; forgets its topic (and group) when it was the last. Idempotent. */
+  unsubscribe(subscription: Subscription): void {
+    const topic = subscription.topic;
+    topic.subscriptions.delete(subscription);
+    topic.feed.leave(subscription);
+    if (topic.subscriptions.size > 0 || this.topics.get(topic.name.key) !== topic) return;
+    this.topics.delete(topic.name.key);
+    const group = this.groupsByKey.get(groupKey(topic.name));
+    if (!group) return;
+    group.topics.delete(topic.name.unit);
+    if (group.topics.size === 0) this.groupsByKey.delete(group.key);
+  }
+
+  /** The topic of a key, when it has subscribers. */
+  topic(key: string): Topic | undefined {
+    return this.topics.get(key);
+  }
+
+  /** Every (database, handle) group with at least one topic. */
+  groups(): IterableIterator<TopicGroup> {
+    return this.groupsByKey.values();
+  }
+
+  /** The group of a key (`db/handle`), when it has topics. */
+  group(key: string): TopicGroup | undefined {
+    return this.groupsByKey.get(key);
+  }
+
+  /** Every subscription to a topic of a database (for ending them when it is removed). */
+  subscriptionsOf(db: string): Subscription[] {
+    const found: Subscription[] = [];
+    for (const group of this.groupsByKey.values()) {
+      if (group.db !== db) continue;
+      for (const topic of group.topics.values()) found.push(...topic.subscriptions);
+    }
+    return found;
+  }
+
+  /** Number of topics with subscribers. */
+  get topicCount(): number {
+    return this.topics.size;
+  }
+
+  /** Number of subscriptions over all topics. */
+  get subscriptionCount(): number {
+    let n = 0;
+    for (const topic of this.topics.values()) n += topic.subscriptions.size;
+    return n;
+  }
+
+  private groupOf(name: TopicName): TopicGroup {
+    const key = groupKey(name);
+    let group = this.groupsByKey.get(key);
+    if (!group) {
+      group = { key, db: name.db, handle: name.handle, topics: new Map() };
+      this.groupsByKey.set(key, group);
+    }
+    return group;
+  }
+}
+
+/** `db/handle`, the key of a {@link TopicGroup}. */
+export function groupKey(name: { db: string; handle: string }): string {
+  return `${name.db}/${name.handle}`;
+}

@@ -1,0 +1,41 @@
+/**
+ * Configuration reload, the pure part: which databases a new configuration adds, removes and
+ * changes. The reload itself runs on a real process in main_test.ts (SIGHUP).
+ */
+
+import assert from "node:assert/strict";
+import { parseConfig } from "../../lib/config/config.ts";
+import { databaseChanges, removedMessage, restartNeeded } from "../../lib/ops/reload.ts";
+
+const db = (database: string) => ({ host: "127.0.0.1", user: "u", database });
+
+Deno.test("a reload's database changes: added, removed and changed codes", () => {
+  const before = parseConfig(
+    { auth: { mode: "none" }, databases: { a: db("a"), b: db("b"), c: db("c") } },
+    () => undefined,
+  );
+  const after = parseConfig(
+    { auth: { mode: "none" }, databases: { a: db("a"), c: db("c2"), d: db("d") } },
+    () => undefined,
+  );
+  assert.deepEqual(databaseChanges(before, after), { added: ["d"], removed: ["b"], changed: ["c"] });
+  assert.deepEqual(databaseChanges(before, before), { added: [], removed: [], changed: [] });
+  assert.deepEqual(
+    removedMessage("b", "b/real/1"),
+    "database 'b' was removed from the configuration; subscription to 'b/real/1' ended",
+  );
+});
+
+Deno.test("a reload names the changed settings that only a restart applies, and no others", () => {
+  const config = (extra: Record<string, unknown>) =>
+    parseConfig({ auth: { mode: "none" }, databases: {}, ...extra }, () => undefined);
+  const before = config({ port: 4053, pollIntervalMs: 1000 });
+  assert.deepEqual(restartNeeded(before, config({ port: 4053, pollIntervalMs: 500, logLevel: "debug" })), []);
+  assert.deepEqual(
+    restartNeeded(
+      before,
+      config({ port: 4054, pollIntervalMs: 1000, trustedProxies: ["10.0.0.1"], pointsRefreshPolls: 2 }),
+    ),
+    ["port", "trustedProxies", "pointsRefreshPolls"],
+  );
+});
