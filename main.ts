@@ -62,25 +62,16 @@ async function main(): Promise<void> {
   const logger = new Logger(config.logLevel);
   const demo = flags.demo ? startDemoPlant() : undefined;
 
-  let app;
-  try {
-    app = await startApp(config, { logger, sources: demo?.sources });
-  } catch (error) {
-    fail(`cannot start on ${config.host}:${config.port}: ${(error as Error).message}`);
-  }
-  if (demo) {
-    const secure = app.tls ? "s" : "";
-    const url = `ws${secure}://${app.hostname}:${app.port}/ws`;
-    const dashboard = `http${secure}://${app.hostname}:${app.port}/?topic=demo/real/1`;
-    console.log(`gatecast demo running: ${dashboard}  (WebSocket ${url})`);
-    console.log(`try: ${demo.exampleCommand(url)}`);
-  }
-
+  // Signals are taken from before the start: the "listening" line may reach a supervisor (or a
+  // test) before startApp returns, and a SIGHUP without a listener would end the process.
+  let app: App | undefined;
+  let reloadAsked = false;
   let signals = 0;
   const shutdown = async () => {
     if (++signals > 1) Deno.exit(1);
     logger.info("shutting down");
     demo?.stop();
+    if (!app) Deno.exit(0);
     const forced = setTimeout(() => Deno.exit(1), 10_000);
     await app.stop();
     clearTimeout(forced);
@@ -88,7 +79,23 @@ async function main(): Promise<void> {
   };
   Deno.addSignalListener("SIGINT", shutdown);
   Deno.addSignalListener("SIGTERM", shutdown);
-  if (!demo) Deno.addSignalListener("SIGHUP", () => reload(app, flags, logger));
+  if (!demo) {
+    Deno.addSignalListener("SIGHUP", () => app ? reload(app, flags, logger) : reloadAsked = true);
+  }
+
+  try {
+    app = await startApp(config, { logger, sources: demo?.sources });
+  } catch (error) {
+    fail(`cannot start on ${config.host}:${config.port}: ${(error as Error).message}`);
+  }
+  if (reloadAsked) await reload(app, flags, logger);
+  if (demo) {
+    const secure = app.tls ? "s" : "";
+    const url = `ws${secure}://${app.hostname}:${app.port}/ws`;
+    const dashboard = `http${secure}://${app.hostname}:${app.port}/?topic=demo/real/1`;
+    console.log(`gatecast demo running: ${dashboard}  (WebSocket ${url})`);
+    console.log(`try: ${demo.exampleCommand(url)}`);
+  }
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 
 import { Authenticator } from "./net/auth.ts";
+import { BinlogFollower } from "./sources/binlog.ts";
 import { retryCap } from "./ops/backoff.ts";
 import type { Config, DatabaseSettings } from "./config/config.ts";
 import type { Connection } from "./net/connection.ts";
@@ -130,6 +131,70 @@ export function openSource(code: string, settings: DatabaseSettings, queryTimeou
     : SqliteSource.open(code, settings.path);
 }
 
+/** The tables `real` reads, in the database's own schema. */
+const REAL_TABLES = ["archive_device", "device_data_real"];
+
+/**
+ * Which handles a binlog change of a table wakes on one database: `schema.table` (lower case)
+ * to handle names. A handle's `tables` without a schema are in the database's; a handle that
+ * names no tables is never woken, only polled.
+ */
+export function wakeTargets(config: Config, db: string): Map<string, string[]> {
+  const settings = config.databases[db];
+  const targets = new Map<string, string[]>();
+  if (settings?.driver !== "mysql") return targets;
+  const handles: [string, readonly string[] | undefined][] = [
+    ["real", REAL_TABLES],
+    ...Object.values(config.handles)
+      .filter((handle) => handle.databases === undefined || handle.databases.includes(db))
+      .map((handle) => [handle.name, handle.tables] as [string, readonly string[] | undefined]),
+  ];
+  for (const [handle, tables] of handles) {
+    for (const table of tables ?? []) {
+      const qualified = (table.includes(".") ? table : `${settings.database}.${table}`).toLowerCase();
+      const woken = targets.get(qualified) ?? [];
+      if (!woken.includes(handle)) woken.push(handle);
+      targets.set(qualified, woken);
+    }
+  }
+  return targets;
+}
+
+/**
+ * A binlog follower for each MySQL/MariaDB database with `binlog` set: a row event on a table
+ * wakes (polls now, coalesced) every subscribed group of the handles that read it.
+ */
+function startBinlogFollowers(
+  config: Config,
+  parts: { registry: Registry; poller: Poller; metrics: Metrics; logger: Logger },
+): Map<string, BinlogFollower> {
+  const followers = new Map<string, BinlogFollower>();
+  for (const [db, settings] of Object.entries(config.databases)) {
+    if (settings.driver !== "mysql" || settings.binlog === undefined) continue;
+    const targets = wakeTargets(config, db);
+    parts.metrics.inc("gatecast_binlog_events_total", { db }, 0);
+    const follower = new BinlogFollower({
+      db,
+      settings,
+      serverId: settings.binlog.serverId,
+      tables: [...targets.keys()],
+      onChange(table, again) {
+        if (!again) parts.metrics.inc("gatecast_binlog_events_total", { db });
+        for (const handle of targets.get(table.toLowerCase()) ?? []) {
+          const group = parts.registry.group(`${db}/${handle}`);
+          if (group) parts.poller.pollNow(group);
+        }
+      },
+      logger: parts.logger,
+      retryIntervalMs: config.pollIntervalMs,
+      retryMaxMs: retryCap(config),
+    });
+    follower.start();
+    followers.set(db, follower);
+  }
+  return followers;
+}
+
 /** Wraps every source so that its queries are counted and timed for `/metrics`. */
 function meter(sources: ReadonlyMap<string, Source>, metrics: Metrics): Map<string, Source> {
   return new Map([...sources].map(([code, source]) => [code, new MeteredSource(source, metrics)]));
@@ -163,6 +228,8 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     logger,
     retryCap(config),
   );
+  // Started with the poller, once nothing can fail any more; `/healthz` reads it before.
+  let followers = new Map<string, BinlogFollower>();
   // Connections read the configuration through `current`, so that a reload reaches them.
   let current = config;
   let accepting = true;
@@ -196,6 +263,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     },
     refusals,
     registry,
+    poller,
     handles,
     catalog: () => catalog(current, handles),
     metrics,
@@ -209,6 +277,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
         connections: connections.size,
         topics: registry.topicCount,
         databases: poller.health,
+        binlog: new Map([...followers].map(([db, follower]) => [db, follower.status])),
         handles: poller.failingHandles.values(),
       });
       return { healthy: body.status === "ok", body };
@@ -247,6 +316,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     metrics.gauge("gatecast_unaccounted_connections", () => watch.latest.unaccounted);
   }
   poller.start();
+  followers = startBinlogFollowers(config, { registry, poller, metrics, logger });
   poller.tick(); // probe databases at once, so /healthz is right from the start
   logger.info("listening", {
     host: addr.hostname,
@@ -291,12 +361,17 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
       );
       current = next;
       cap = connectionCap(next.maxConnections, openFiles);
+      for (const code of changes.removed) {
+        await followers.get(code)?.stop();
+        followers.delete(code);
+      }
       return changes;
     },
     stop() {
       stopping ??= (async () => {
         accepting = false;
         for (const connection of connections) connection.close(CloseCode.GOING_AWAY, "server shutting down");
+        await Promise.all([...followers.values()].map((follower) => follower.stop()));
         await poller.stop();
         // Let the close frames go out before the listener ends what is left.
         const closeDeadline = Date.now() + SHUTDOWN_LISTENER_GRACE_MS;

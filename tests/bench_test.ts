@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { testServer } from "./support/mysql.ts";
 import { pickRows } from "../bench/row_plant.ts";
+import { percentile, summarize } from "../bench/latency.ts";
 
 async function runBench(scenarios: string): Promise<Record<string, unknown>> {
   const server = await testServer();
@@ -109,4 +110,18 @@ Deno.test("the rows driver picks distinct rows, a different draw each step and t
   assert.notDeepEqual(pickRows(20_000, 1000, 1), first);
   assert.deepEqual(pickRows(5, 5, 3).sort((a, b) => a - b), [1, 2, 3, 4, 5]);
   assert.throws(() => pickRows(5, 6, 0), /6 rows asked of 5/);
+});
+
+Deno.test("the latency summary takes nearest-rank percentiles of unsorted samples", () => {
+  assert.equal(percentile([1, 2, 3, 4], 50), 2);
+  assert.equal(percentile([1, 2, 3, 4], 99), 4);
+  assert.equal(percentile([7], 1), 7);
+  assert.ok(Number.isNaN(percentile([], 50)));
+  // 1..200 shuffled: p50 is the 100th sample, p99 the 198th.
+  const samples = Array.from({ length: 200 }, (_, i) => ((i * 37) % 200) + 1);
+  assert.deepEqual(summarize(samples), { count: 200, p50: 100, p99: 198, max: 200, mean: 100.5 });
+  assert.deepEqual(summarize([0.04, 0.16]), { count: 2, p50: 0, p99: 0.2, max: 0.2, mean: 0.1 });
+  const none = summarize([]);
+  assert.equal(none.count, 0);
+  assert.ok(Number.isNaN(none.p50) && Number.isNaN(none.p99));
 });

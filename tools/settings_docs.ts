@@ -109,6 +109,22 @@ const DEFS: Json = {
     type: "string",
     minLength: 1,
   },
+  binlog: {
+    description: "Follow the binlog (row format) and poll a handle at once when a table it names in " +
+      "tables changes; docs/operating.md, Binlog wake-ups.",
+    type: "object",
+    additionalProperties: false,
+    required: ["serverId"],
+    properties: {
+      serverId: {
+        description:
+          "Replica server id, distinct per gatecast node and database and from every real replica's.",
+        type: "integer",
+        minimum: 1,
+        maximum: 4294967295,
+      },
+    },
+  },
   connectionLimit: {
     description: "Connections in the pool.",
     type: "integer",
@@ -131,6 +147,7 @@ const DEFS: Json = {
       passwordEnv: { $ref: "#/$defs/passwordEnv" },
       database: { type: "string", minLength: 1 },
       connectionLimit: { $ref: "#/$defs/connectionLimit" },
+      binlog: { $ref: "#/$defs/binlog" },
     },
   },
   mysqlUrl: {
@@ -148,6 +165,7 @@ const DEFS: Json = {
       },
       passwordEnv: { $ref: "#/$defs/passwordEnv" },
       connectionLimit: { $ref: "#/$defs/connectionLimit" },
+      binlog: { $ref: "#/$defs/binlog" },
     },
   },
   sqlite: {
@@ -216,6 +234,14 @@ const DEFS: Json = {
         maximum: 1000000,
         default: 10000,
       },
+      tables: {
+        description: "The tables the SQL reads (table, or schema.table): with binlog on, a change to one " +
+          "polls the handle at once; absent: the handle is only polled.",
+        type: "array",
+        minItems: 1,
+        uniqueItems: true,
+        items: { type: "string", pattern: "^[A-Za-z0-9_$]{1,64}(\\.[A-Za-z0-9_$]{1,64})?$" },
+      },
     },
   },
   topicPattern: {
@@ -268,6 +294,13 @@ const DEFS: Json = {
         default: "topics",
         description: "Claim holding the topic patterns.",
       },
+      notifyClaim: {
+        type: "string",
+        minLength: 1,
+        default: "notify",
+        description:
+          "Claim holding the patterns of the topics the token may notify (POST /notify); must differ from topicsClaim. A token without it may not notify.",
+      },
       issuer: { type: "string", minLength: 1, description: "Required iss claim." },
       audience: { type: "string", minLength: 1, description: "Required aud claim." },
     },
@@ -284,6 +317,11 @@ const DEFS: Json = {
         description: "SHA-256 of the key, lower-case hex (printf %s KEY | sha256sum).",
       },
       topics: TOPIC_PATTERNS,
+      notify: {
+        ...TOPIC_PATTERNS,
+        description:
+          "Topic patterns whose groups the key may ask to be polled now (POST /notify); absent: none.",
+      },
     },
   },
 };
@@ -335,6 +373,12 @@ export function configSchema(): Json {
       },
       ...Object.fromEntries(SETTING_ENTRIES.map(([key, setting]) => [key, propertySchema(key, setting)])),
     },
+    // Without tokens notifyFrom says who may notify; with them the tokens do (lib/config/config.ts).
+    if: {
+      required: ["auth"],
+      properties: { auth: { type: "object", required: ["mode"], properties: { mode: { const: "token" } } } },
+    },
+    then: { not: { required: ["notifyFrom"] } },
     $defs: DEFS,
   };
 }

@@ -35,6 +35,14 @@ export interface MysqlSettings {
   readonly database: string;
   /** Connections in the pool, default 4. */
   readonly connectionLimit: number;
+  /** Follow the database's binlog to poll at once on a change (`lib/sources/binlog.ts`); absent: polling only. */
+  readonly binlog?: BinlogSettings;
+}
+
+/** `databases.<code>.binlog`: gatecast follows the binlog as a replica with this server id. */
+export interface BinlogSettings {
+  /** Replica server id, 1 to 4294967295: distinct per gatecast node and database, unlike any real replica's. */
+  readonly serverId: number;
 }
 
 /** An embedded SQLite database file (`:memory:` for the demo). */
@@ -92,6 +100,8 @@ export interface JwtSettings {
   readonly jwksFile?: string;
   /** Claim holding the topic patterns, default `topics`. */
   readonly topicsClaim: string;
+  /** Claim holding the patterns of the topics it may notify (`POST /notify`), default `notify`; optional in a token. */
+  readonly notifyClaim: string;
   /** Required `iss`, when set. */
   readonly issuer?: string;
   /** Required `aud`, when set. */
@@ -106,6 +116,8 @@ export interface ApiKeySettings {
   readonly sha256: string;
   /** Topics the key may read. */
   readonly topics: readonly TopicPattern[];
+  /** Topics whose groups the key may ask to be polled now (`POST /notify`); default none. */
+  readonly notify: readonly TopicPattern[];
 }
 
 /** TLS certificate chain and private key files (PEM). */
@@ -143,6 +155,7 @@ const MYSQL_KEYS = [
   "passwordEnv",
   "database",
   "connectionLimit",
+  "binlog",
 ];
 const SQLITE_KEYS = ["driver", "path"];
 
@@ -160,6 +173,13 @@ export function parseConfig(raw: unknown, env: EnvLookup): Config {
   const scalars = parseScalars(root);
   checkRelations(scalars);
   const databases = parseDatabases(root.databases, env);
+  const security = parseSecurity(root, env);
+  if (root.notifyFrom !== undefined && security.auth.mode === "token") {
+    throw new ConfigError(
+      "notifyFrom",
+      'is used only when auth.mode is "none"; with tokens, a token\'s notify patterns decide who may notify',
+    );
+  }
   return {
     ...scalars,
     databases,
@@ -168,7 +188,7 @@ export function parseConfig(raw: unknown, env: EnvLookup): Config {
       root.handles === undefined ? SETTINGS.handles.default : root.handles,
       Object.keys(databases),
     ),
-    ...parseSecurity(root, env),
+    ...security,
   };
 }
 
@@ -234,8 +254,17 @@ function parseLegacyAllow(raw: unknown): TopicPattern[] {
 }
 
 const AUTH_KEYS = ["mode", "timeoutMs", "jwt", "apiKeys"];
-const JWT_KEYS = ["secret", "secretEnv", "publicKey", "jwksFile", "topicsClaim", "issuer", "audience"];
-const API_KEY_KEYS = ["name", "sha256", "topics"];
+const JWT_KEYS = [
+  "secret",
+  "secretEnv",
+  "publicKey",
+  "jwksFile",
+  "topicsClaim",
+  "notifyClaim",
+  "issuer",
+  "audience",
+];
+const API_KEY_KEYS = ["name", "sha256", "topics", "notify"];
 
 function parseAuth(raw: unknown, env: EnvLookup): AuthSettings {
   if (raw === undefined) {
@@ -290,11 +319,18 @@ function parseJwt(raw: unknown, env: EnvLookup): JwtSettings {
   if (secret === undefined && publicKey === undefined && jwksFile === undefined) {
     throw new ConfigError("auth.jwt", "needs a key: secret, secretEnv, publicKey or jwksFile");
   }
+  const topicsClaim = optionalString(jwt, "topicsClaim", "auth.jwt.topicsClaim", "topics");
+  const notifyClaim = optionalString(jwt, "notifyClaim", "auth.jwt.notifyClaim", "notify");
+  if (notifyClaim === topicsClaim) {
+    // One claim for both would let every reader trigger polls.
+    throw new ConfigError("auth.jwt.notifyClaim", `must differ from topicsClaim ("${topicsClaim}")`);
+  }
   return {
     secret,
     publicKey,
     jwksFile,
-    topicsClaim: optionalString(jwt, "topicsClaim", "auth.jwt.topicsClaim", "topics"),
+    topicsClaim,
+    notifyClaim,
     issuer: jwt.issuer === undefined ? undefined : expectString("auth.jwt.issuer", jwt.issuer),
     audience: jwt.audience === undefined ? undefined : expectString("auth.jwt.audience", jwt.audience),
   };
@@ -316,6 +352,7 @@ function parseApiKeys(raw: unknown): ApiKeySettings[] {
       name: expectString(`${path}.name`, key.name),
       sha256,
       topics: patterns(`${path}.topics`, key.topics),
+      notify: key.notify === undefined ? [] : patterns(`${path}.notify`, key.notify),
     };
   });
 }
@@ -407,6 +444,12 @@ function parseDatabases(raw: unknown, env: EnvLookup): Record<string, DatabaseSe
 function parseDatabase(path: string, raw: unknown, env: EnvLookup): DatabaseSettings {
   const driver = (raw as Record<string, unknown> | null)?.driver ?? "mysql";
   if (driver === "sqlite") {
+    if ((raw as Record<string, unknown>).binlog !== undefined) {
+      throw new ConfigError(
+        `${path}.binlog`,
+        "is for MySQL/MariaDB databases only; a sqlite database has no binlog",
+      );
+    }
     const db = expectObject(path, raw, SQLITE_KEYS);
     return { driver, path: expectString(`${path}.path`, db.path) };
   }
@@ -439,7 +482,19 @@ function parseDatabase(path: string, raw: unknown, env: EnvLookup): DatabaseSett
     password,
     database: fromUrl.database ?? expectString(`${path}.database`, db.database),
     connectionLimit: optionalInt(db, "connectionLimit", `${path}.connectionLimit`, 1, 100, 4),
+    ...(db.binlog === undefined ? {} : { binlog: parseBinlog(`${path}.binlog`, db.binlog) }),
   };
+}
+
+function parseBinlog(path: string, raw: unknown): BinlogSettings {
+  const binlog = expectObject(path, raw, ["serverId"]);
+  if (binlog.serverId === undefined) {
+    throw new ConfigError(
+      `${path}.serverId`,
+      "is required: the replica server id gatecast follows the binlog with, 1-4294967295, distinct per node and database",
+    );
+  }
+  return { serverId: expectInt(`${path}.serverId`, binlog.serverId, 1, 4_294_967_295) };
 }
 
 function passwordFromEnv(path: string, db: Record<string, unknown>, env: EnvLookup): string {

@@ -27,6 +27,8 @@ export interface HandleSettings {
   readonly pollIntervalMs: number | undefined;
   /** Rows a unit may have before its topic turns `stale` (`TOO_MANY_ROWS`), default 10000. */
   readonly maxRowsPerUnit: number;
+  /** The tables its SQL reads (`table` in the database's schema, or `schema.table`): a binlog change to one wakes it; absent: never woken, only polled. */
+  readonly tables?: readonly string[];
 }
 
 /** The placeholder that stands for the subscribed units. */
@@ -57,7 +59,18 @@ export class SqlTextError extends Error {
   override name = "SqlTextError";
 }
 
-const HANDLE_KEYS = ["sql", "unit", "unitType", "key", "databases", "pollIntervalMs", "maxRowsPerUnit"];
+const HANDLE_KEYS = [
+  "sql",
+  "unit",
+  "unitType",
+  "key",
+  "databases",
+  "pollIntervalMs",
+  "maxRowsPerUnit",
+  "tables",
+];
+/** A table name, optionally behind its schema: unquoted identifiers, as binlog events name them. */
+const TABLE_PATTERN = /^[A-Za-z0-9_$]{1,64}(\.[A-Za-z0-9_$]{1,64})?$/;
 /** Names taken by built-in handles. */
 const RESERVED = new Set(["real"]);
 const DEFAULT_MAX_ROWS_PER_UNIT = 10_000;
@@ -133,7 +146,23 @@ function parseHandle(
     maxRowsPerUnit: handle.maxRowsPerUnit === undefined
       ? DEFAULT_MAX_ROWS_PER_UNIT
       : expectInt(`${path}.maxRowsPerUnit`, handle.maxRowsPerUnit, 1, 1_000_000),
+    ...(handle.tables === undefined ? {} : { tables: parseTables(`${path}.tables`, handle.tables) }),
   };
+}
+
+function parseTables(path: string, value: unknown): string[] {
+  const tables = distinctStrings(path, value, "table names");
+  tables.forEach((table, i) => {
+    if (!TABLE_PATTERN.test(table)) {
+      throw new ConfigError(
+        `${path}[${i}]`,
+        `expected a table name like "tank_level" or "plant1.tank_level" ([A-Za-z0-9_$]{1,64}, optionally schema.table), got ${
+          describe(table)
+        }`,
+      );
+    }
+  });
+  return tables;
 }
 
 function parseUnitType(path: string, value: unknown, unit: string | undefined): UnitType {

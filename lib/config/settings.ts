@@ -10,6 +10,9 @@ export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 /** One of {@link LOG_LEVELS}. */
 export type LogLevel = typeof LOG_LEVELS[number];
 
+/** Who may `POST /notify` without tokens: `local` (loopback and trusted proxies) or `any` address. */
+export const NOTIFY_FROM = ["local", "any"] as const;
+
 /** A whole number from `min` to `max`. */
 export interface IntegerSetting {
   /** Always `integer`. */
@@ -232,6 +235,13 @@ export const SETTINGS = {
     max: 600_000,
     default: 10_000,
     doc: "Time a new connection has to send its first frame, in milliseconds; then it is closed with 4000.",
+  },
+  notifyFrom: {
+    type: "choice",
+    values: NOTIFY_FROM,
+    default: "local",
+    doc: 'Who may `POST /notify` while `auth.mode` is `"none"`: `local` (loopback and `trustedProxies`) or ' +
+      "`any`; with tokens, a token's `notify` patterns decide.",
   },
 } as const satisfies Readonly<Record<string, Setting>>;
 

@@ -28,6 +28,12 @@ export const HANDLE_FAILED = "HANDLE_FAILED";
 /** The shortest tick: handle intervals with a smaller common divisor are rounded to it. */
 export const MIN_TICK_MS = 50;
 
+/**
+ * What {@link Poller.pollNow} did: `started` a poll, `queued` one to run right after the running
+ * one, `coalesced` into the one already queued, or `deferred` (the database waits for its retry).
+ */
+export type PollNowAnswer = "started" | "queued" | "coalesced" | "deferred";
+
 /** The poll state of one database, for `/healthz`. */
 export interface DatabaseHealth {
   /** Time of the last successful query, ms since the epoch (0: never). */
@@ -163,7 +169,7 @@ export class Poller {
   }
 
   /** Polls a group now (a topic was added), or right after its running poll ends. */
-  pollNow(group: TopicGroup): void {
+  pollNow(group: TopicGroup): PollNowAnswer {
     const error = this.health.get(group.db)?.error;
     if (error !== undefined && !this.backoffs.get(group.db)?.ready(Date.now())) {
       // Its database is failing and waits for a retry: the new topic starts stale (its
@@ -171,11 +177,16 @@ export class Poller {
       for (const topic of group.topics.values()) {
         startStale(topic, { code: SOURCE_UNAVAILABLE, message: error });
       }
-      return;
+      return "deferred";
     }
     const state = this.stateOf(group.key);
-    if (state.running) state.again = true;
-    else this.track(this.poll(group, state));
+    if (!state.running) {
+      this.track(this.poll(group, state));
+      return "started";
+    }
+    if (state.again) return "coalesced";
+    state.again = true;
+    return "queued";
   }
 
   /** One tick: poll every group with subscribers; probe databases that have none. */

@@ -1,6 +1,6 @@
 /**
  * Authentication: turns a token (a JWT or a static API key) into a {@link Principal}, the
- * subject and the topic patterns it may read. JWTs are verified by npm `jose` (HS256 with a
+ * subject, the topic patterns it may read and those it may notify (`POST /notify`). JWTs are verified by npm `jose` (HS256 with a
  * shared secret, RS256/ES256 with a PEM public key or a JWKS file); API keys are compared by
  * their SHA-256, so the configuration never holds a usable key.
  */
@@ -23,6 +23,8 @@ export interface Principal {
   readonly subject: string;
   /** Topics it may read. */
   readonly topics: readonly TopicPattern[];
+  /** Topics whose groups it may ask to be polled now (`POST /notify`); empty: none. */
+  readonly notify: readonly TopicPattern[];
   /** When the credential stops being valid (ms since the epoch); `undefined` for API keys. */
   readonly expiresAt?: number;
 }
@@ -44,7 +46,10 @@ export class Authenticator {
     private readonly jwt: JwtSettings | undefined,
     private readonly getKey: JWTVerifyGetKey | undefined,
     private readonly algorithms: string[],
-    private readonly apiKeys: ReadonlyMap<string, { name: string; topics: readonly TopicPattern[] }>,
+    private readonly apiKeys: ReadonlyMap<
+      string,
+      { name: string; topics: readonly TopicPattern[]; notify: readonly TopicPattern[] }
+    >,
   ) {}
 
   /**
@@ -58,7 +63,9 @@ export class Authenticator {
    * @throws {Error} naming the config key when a key cannot be read or imported.
    */
   static async create(settings: AuthSettings): Promise<Authenticator> {
-    const apiKeys = new Map(settings.apiKeys.map((k) => [k.sha256, { name: k.name, topics: k.topics }]));
+    const apiKeys = new Map(
+      settings.apiKeys.map((k) => [k.sha256, { name: k.name, topics: k.topics, notify: k.notify }]),
+    );
     const jwt = settings.jwt;
     if (!jwt) return new Authenticator(undefined, undefined, [], apiKeys);
     const algorithms: string[] = [];
@@ -111,7 +118,7 @@ export class Authenticator {
     if (this.getKey && JWT_SHAPE.test(token)) return await this.verifyJwt(token, now);
     const key = this.apiKeys.get(await sha256Hex(token));
     if (!key) throw new AuthError("unknown API key or malformed token");
-    return { subject: `apikey:${key.name}`, topics: key.topics };
+    return { subject: `apikey:${key.name}`, topics: key.topics, notify: key.notify };
   }
 
   private async verifyJwt(token: string, now: number): Promise<Principal> {
@@ -128,16 +135,20 @@ export class Authenticator {
     } catch (error) {
       throw new AuthError(jwtProblem(error));
     }
-    let topics: TopicPattern[];
-    try {
-      topics = parseTopicPatterns(payload[jwt.topicsClaim]);
-    } catch (error) {
-      if (error instanceof TopicPatternError) {
-        throw new AuthError(`claim "${jwt.topicsClaim}": ${error.message}`);
-      }
-      throw error;
-    }
-    return { subject: String(payload.sub), topics, expiresAt: payload.exp! * 1000 };
+    const topics = claimPatterns(payload, jwt.topicsClaim);
+    // Most tokens only read: without the claim a token grants no notify.
+    const notify = payload[jwt.notifyClaim] === undefined ? [] : claimPatterns(payload, jwt.notifyClaim);
+    return { subject: String(payload.sub), topics, notify, expiresAt: payload.exp! * 1000 };
+  }
+}
+
+/** The topic patterns of a claim. @throws {AuthError} naming the claim when they are malformed. */
+function claimPatterns(payload: JWTPayload, claim: string): TopicPattern[] {
+  try {
+    return parseTopicPatterns(payload[claim]);
+  } catch (error) {
+    if (error instanceof TopicPatternError) throw new AuthError(`claim "${claim}": ${error.message}`);
+    throw error;
   }
 }
 
@@ -160,7 +171,14 @@ export async function sha256Hex(text: string): Promise<string> {
 
 /** The token of an upgrade request: `Authorization: Bearer` first, else `?token=`. */
 export function requestToken(request: Request, url: URL): string | undefined {
+  return bearerToken(request) ?? (url.searchParams.get("token") || undefined);
+}
+
+/**
+ * The token of an `Authorization: Bearer <token>` header, the only place `POST /notify` takes
+ * one (a query string ends up in access logs).
+ */
+export function bearerToken(request: Request): string | undefined {
   const header = request.headers.get("authorization");
-  const bearer = header ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
-  return bearer ?? (url.searchParams.get("token") || undefined);
+  return header ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
 }

@@ -39,7 +39,8 @@ import {
 } from "../wire/protocol.ts";
 import { LegacyFrameError, type LegacySubscription } from "../wire/legacy.ts";
 import type { Peer, Registry, Subscription } from "../hub/registry.ts";
-import { splitTopic, TopicError, type TopicName, topicName, unitOfTopic } from "../hub/topic.ts";
+import { type TopicName, topicName } from "../hub/topic.ts";
+import { resolveHandle, resolveTopic } from "./topic_resolver.ts";
 import type { Handle } from "../handles/handle.ts";
 import { parseUnit, unitGrammarText } from "../config/unit.ts";
 import { encoderFor } from "../wire/encoders.ts";
@@ -306,7 +307,7 @@ export class Connection implements Peer {
     for (const topic of frame.topics) {
       if (this.sendPressure() === "dropped") return;
       try {
-        const [name, handle] = this.resolveTopic(topic, frame.id);
+        const [name, handle] = resolveTopic(this.context, topic, frame.id);
         if (frame.type === "subscribe") this.subscribe(name, handle, frame.id);
         else this.unsubscribe(name, frame.id);
       } catch (error) {
@@ -525,38 +526,6 @@ export class Connection implements Peer {
   }
 
   /**
-   * Parses a topic and checks it names a configured database and a handle offered there, and a
-   * unit of that handle's grammar. @throws {ProtocolError}
-   */
-  private resolveTopic(topic: unknown, id: FrameId | undefined): [TopicName, Handle] {
-    try {
-      const parts = splitTopic(topic);
-      const handle = this.handleOf(parts.db, parts.handle, id);
-      return [unitOfTopic(parts, handle.unitType), handle];
-    } catch (error) {
-      if (error instanceof TopicError) throw new ProtocolError(ErrorCode.BAD_TOPIC, error.message, id);
-      throw error;
-    }
-  }
-
-  /** The handle of a configured database's topic. @throws {ProtocolError} UNKNOWN_DB or UNKNOWN_HANDLE */
-  private handleOf(db: string, name: string, id: FrameId | undefined): Handle {
-    if (!Object.hasOwn(this.context.config.databases, db)) {
-      throw new ProtocolError(ErrorCode.UNKNOWN_DB, `no database '${db}' is configured`, id);
-    }
-    const handle = this.context.handles.get(name);
-    const offered = [...this.context.handles.values()].filter((h) => !h.databases || h.databases.has(db));
-    if (!handle || !offered.includes(handle)) {
-      throw new ProtocolError(
-        ErrorCode.UNKNOWN_HANDLE,
-        `no handle '${name}' on database '${db}'; its handles: ${offered.map((h) => h.name).join(", ")}`,
-        id,
-      );
-    }
-    return handle;
-  }
-
-  /**
    * The subscription to a topic, made when the client may read it and has room for one more;
    * the same one when it already holds the topic. @throws {ProtocolError} FORBIDDEN or
    * TOO_MANY_SUBSCRIPTIONS
@@ -629,7 +598,7 @@ export class Connection implements Peer {
       });
     }
     try {
-      const handle = this.handleOf(request.db, request.handle, undefined);
+      const handle = resolveHandle(this.context, request.db, request.handle);
       const unit = parseUnit(handle.unitType, request.unit);
       if (unit === undefined) {
         throw new LegacyFrameError(

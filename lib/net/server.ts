@@ -1,6 +1,7 @@
 /**
- * HTTP routes on `Deno.serve`: WebSocket upgrades on `/ws` and `/`, `/healthz`, `/metrics`
- * and the dashboard at `/` (`dashboard.ts`). Upgraded sockets are handed to a {@link Connection}.
+ * HTTP routes on `Deno.serve`: WebSocket upgrades on `/ws` and `/`, `/healthz`, `/metrics`,
+ * `POST /notify` (`notify.ts`) and the dashboard at `/` (`dashboard.ts`). Upgraded sockets are
+ * handed to a {@link Connection}.
  *
  * The `Sec-WebSocket-Protocol` header is parsed here, not by `Deno.upgradeWebSocket`, which
  * splits it only on ", " and throws for "a,b" (as Node's `ws` sends it).
@@ -12,6 +13,8 @@ import { dashboardResponse } from "./dashboard.ts";
 import { clientAddress, originAllowed, type ProxySet } from "./handshake.ts";
 import type { AddressCounter } from "./limits.ts";
 import { isNoPongClose, keepAliveOptions } from "./keepalive.ts";
+import { notifyResponse } from "./notify.ts";
+import type { Poller } from "../hub/poller.ts";
 import { SUBPROTOCOL } from "../wire/protocol.ts";
 import type { RefusalLog } from "./refusal_log.ts";
 
@@ -33,6 +36,8 @@ export interface RouteContext extends ConnectionContext {
   readonly accepting: boolean;
   /** Logs refused upgrades, the first of a burst at once and then a summary per interval. */
   readonly refusals: RefusalLog;
+  /** Polls a group now, for `POST /notify`. */
+  readonly poller: Pick<Poller, "pollNow">;
 }
 
 /** The routes' handler for `Deno.serve`, and the count of requests it is answering. */
@@ -92,6 +97,8 @@ function route(
     }
     return admit(request, url, context, remote);
   }
+  // Every method reaches it, so that a GET is told to POST.
+  if (url.pathname === "/notify") return notifyResponse(request, remote, context);
   if (request.method !== "GET" && request.method !== "HEAD") {
     return json(405, { error: `${request.method} is not allowed; use GET` });
   }

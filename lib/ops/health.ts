@@ -21,6 +21,11 @@ export interface HealthInputs {
   readonly databases: ReadonlyMap<string, DatabaseHealth>;
   /** The (database, handle) groups failing while their database answers; none by default. */
   readonly handles?: Iterable<HandleHealth>;
+  /**
+   * The binlog follower's status of each database that has `binlog` set (`following`,
+   * `off: <reason>`, `retrying: <error>`); it never makes a database unhealthy: polling goes on.
+   */
+  readonly binlog?: ReadonlyMap<string, string>;
 }
 
 /** What `/healthz` reports. */
@@ -33,8 +38,11 @@ export interface HealthReport {
   readonly connections: number;
   /** Topics with subscribers. */
   readonly topics: number;
-  /** Per database: last good poll (ISO time or null), whether healthy, the last error. */
-  readonly databases: Record<string, { lastGoodPoll: string | null; healthy: boolean; error?: string }>;
+  /** Per database: last good poll (ISO time or null), whether healthy, the last error, the binlog's status. */
+  readonly databases: Record<
+    string,
+    { lastGoodPoll: string | null; healthy: boolean; error?: string; binlog?: string }
+  >;
   /** Failing handles by topic group (`db/handle`), with their error; absent when none fails. */
   readonly handles?: Record<string, { error: string }>;
 }
@@ -54,6 +62,7 @@ export function healthReport(inputs: HealthInputs): HealthReport {
       lastGoodPoll: db.lastGoodPoll > 0 ? new Date(db.lastGoodPoll).toISOString() : null,
       healthy: ok,
       ...(db.error !== undefined ? { error: db.error } : {}),
+      ...(inputs.binlog?.has(code) ? { binlog: inputs.binlog.get(code) } : {}),
     };
   }
   const failing: NonNullable<HealthReport["handles"]> = {};

@@ -124,6 +124,33 @@ export const METRIC_FAMILIES: readonly FamilyInfo[] = [
     help: "Group polls put off while a database waits for a retry.",
   },
   {
+    name: "gatecast_notifies_total",
+    type: "counter",
+    help: "POST /notify requests, by result.",
+    initial: [
+      { result: "scheduled" },
+      { result: "bad_request" },
+      { result: "unauthorized" },
+      { result: "forbidden" },
+      { result: "not_found" },
+      { result: "method_not_allowed" },
+      { result: "too_large" },
+      { result: "unsupported_media_type" },
+      { result: "shutting_down" },
+    ],
+  },
+  {
+    name: "gatecast_notified_groups_total",
+    type: "counter",
+    help:
+      "Groups notifies asked to poll now, per database, handle and answer: started and queued are the extra polls they caused; coalesced folded into one already queued; deferred waits for the database's retry.",
+  },
+  {
+    name: "gatecast_binlog_events_total",
+    type: "counter",
+    help: "Binlog row events on tables a handle reads, per database (each polls the handles that read it).",
+  },
+  {
     name: "gatecast_tick_gap_max_seconds",
     type: "gauge",
     help: "Longest time between two poll ticks since start.",

@@ -3,7 +3,8 @@
  * dropping its connections. Added databases are polled from the next tick; removed ones end
  * their topics with a `DB_REMOVED` error (legacy clients: close 1008); changed ones get a new
  * pool and keep their subscribers; limits take effect at once. `host`, `port`, `tls`, `auth`,
- * `trustedProxies`, `pointsRefreshPolls` and `handles` need a restart (a reload that changes them says so).
+ * `trustedProxies`, `pointsRefreshPolls`, `handles` and a database's `binlog` need a restart (a reload
+ * that changes them says so).
  */
 
 import { retryCap } from "./backoff.ts";
@@ -50,7 +51,22 @@ const START_ONLY = [
 
 /** The start-only settings that differ between two configurations. Pure. */
 export function restartNeeded(before: Config, after: Config): string[] {
-  return START_ONLY.filter((key) => JSON.stringify(before[key]) !== JSON.stringify(after[key]));
+  const settings: string[] = START_ONLY.filter((key) =>
+    JSON.stringify(before[key]) !== JSON.stringify(after[key])
+  );
+  // A binlog follower is started once: a database's `binlog` that appears, changes or goes needs a restart
+  // (a removed database's follower is stopped with it).
+  for (const [code, settings_] of Object.entries(after.databases)) {
+    const old = Object.hasOwn(before.databases, code) ? before.databases[code] : undefined;
+    if (JSON.stringify(binlogOf(old)) !== JSON.stringify(binlogOf(settings_))) {
+      settings.push(`databases.${code}.binlog`);
+    }
+  }
+  return settings;
+}
+
+function binlogOf(settings: DatabaseSettings | undefined): unknown {
+  return settings?.driver === "mysql" ? settings.binlog : undefined;
 }
 
 /** The running parts a reload changes. */

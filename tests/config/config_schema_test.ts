@@ -181,6 +181,10 @@ Deno.test("the integer bounds inside databases, auth and handles are gatecast's 
       auth: NO_AUTH,
       databases: { a: { url: "mysql://u@db/d", connectionLimit } },
     })],
+    ["databases.a.binlog.serverId", defs.binlog.properties.serverId, (serverId) => ({
+      auth: NO_AUTH,
+      databases: { a: { user: "u", database: "d", binlog: { serverId } } },
+    })],
     [
       "auth.timeoutMs",
       defs.authTimeoutMs,
@@ -247,6 +251,27 @@ const SECURITY_CASES: [unknown, boolean][] = [
   [{ databases: {}, auth: NO_AUTH, trustedProxies: ["10.0.0.0/8", "::1"] }, true],
   [{ databases: {}, auth: NO_AUTH, tls: { certFile: "c.pem", keyFile: "k.pem" } }, true],
   [{ databases: {}, auth: NO_AUTH, tls: { certFile: "c.pem" } }, false],
+  [
+    {
+      databases: {},
+      auth: { mode: "token", apiKeys: [{ name: "a", sha256: SHA, topics: [], notify: ["plant1/tanks/*"] }] },
+    },
+    true,
+  ],
+  [
+    {
+      databases: {},
+      auth: { mode: "token", apiKeys: [{ name: "a", sha256: SHA, topics: [], notify: ["x"] }] },
+    },
+    false,
+  ],
+  [
+    { databases: {}, auth: { mode: "token", jwt: { secret: "s".repeat(32), notifyClaim: "may_notify" } } },
+    true,
+  ],
+  [{ databases: {}, auth: NO_AUTH, notifyFrom: "any" }, true],
+  [{ databases: {}, auth: NO_AUTH, notifyFrom: "everyone" }, false],
+  [{ databases: {}, auth: { mode: "token", jwt: { secret: "s".repeat(32) } }, notifyFrom: "any" }, false],
 ];
 
 /** Handles; the SQL text itself only gatecast checks (handle_settings_test.ts). */
@@ -272,6 +297,10 @@ const HANDLE_CASES: [unknown, boolean][] = [
   [{ tanks: { ...TANKS, unitType: "uuid" } }, false],
   [{ tanks: { ...TANKS, unit: "" } }, false],
   [{ tanks: { ...TANKS, maxRowsPerUnit: 0 } }, false],
+  [{ tanks: { ...TANKS, tables: ["tank_level", "plant1.site"] } }, true],
+  [{ tanks: { ...TANKS, tables: [] } }, false],
+  [{ tanks: { ...TANKS, tables: ["tank_level", "tank_level"] } }, false],
+  [{ tanks: { ...TANKS, tables: ["a.b.c"] } }, false],
 ];
 
 Deno.test("the schema and gatecast agree on these files", () => {
@@ -282,6 +311,11 @@ Deno.test("the schema and gatecast agree on these files", () => {
       true,
     ],
     [{ databases: { demo: { driver: "sqlite", path: "demo.db" } } }, true],
+    [{ databases: { plant1: { url: "mysql://u:p@db:3306/iot", binlog: { serverId: 4242 } } } }, true],
+    [{ databases: { plant1: { user: "u", database: "d", binlog: { serverId: 7 } } } }, true],
+    [{ databases: { plant1: { user: "u", database: "d", binlog: {} } } }, false],
+    [{ databases: { plant1: { user: "u", database: "d", binlog: { serverId: 7, x: 1 } } } }, false],
+    [{ databases: { demo: { driver: "sqlite", path: "demo.db", binlog: { serverId: 7 } } } }, false],
     [{ databases: {} }, true],
     [{}, false],
     [{ databases: { "plant 1": { user: "u", database: "d" } } }, false],

@@ -25,6 +25,8 @@ Deno.test("a config without auth is refused, saying how to turn auth on or off",
 Deno.test("security settings have safe defaults", () => {
   const config = parse({});
   assert.deepEqual(config.auth, { mode: "none", timeoutMs: 10_000, apiKeys: [] });
+  // Without tokens, only this machine and its trusted proxies may ask for polls (POST /notify).
+  assert.equal(config.notifyFrom, "local");
   assert.deepEqual(
     [
       config.maxConnections,
@@ -54,6 +56,8 @@ Deno.test("token auth takes a secret from the environment and API keys with topi
   }, { GC_SECRET: "s".repeat(32) });
   assert.equal(config.auth.jwt?.secret, "s".repeat(32));
   assert.equal(config.auth.jwt?.topicsClaim, "topics");
+  assert.equal(config.auth.jwt?.notifyClaim, "notify");
+  assert.deepEqual(config.auth.apiKeys[0].notify, []);
   assert.equal(config.auth.jwt?.issuer, "idp");
   assert.deepEqual(config.auth.apiKeys[0].topics[0], {
     db: "plant1",
@@ -107,6 +111,24 @@ Deno.test("bad security settings name their path", () => {
     'trustedProxies[0]: expected an IP address or CIDR range like "10.0.0.0/8", got "10.0.0.0/33"',
   );
   fails({ tls: { certFile: "c.pem" } }, "tls.keyFile: expected a non-empty string, got undefined");
+  fails(
+    {
+      auth: {
+        mode: "token",
+        apiKeys: [{ name: "a", sha256: "a".repeat(64), topics: [], notify: ["x/y/z/w"] }],
+      },
+    },
+    'auth.apiKeys[0].notify[0]: topic pattern "x/y/z/w" must have three parts <db>/<handle>/<unit_id>, ' +
+      "each a value or * (two, <db>/<handle>, for handles without units)",
+  );
+  fails(
+    { auth: { mode: "token", jwt: { secret: "s".repeat(32), topicsClaim: "notify" } } },
+    'auth.jwt.notifyClaim: must differ from topicsClaim ("notify")',
+  );
+  fails(
+    { auth: { mode: "token", jwt: { secret: "s".repeat(32) } }, notifyFrom: "local" },
+    'notifyFrom: is used only when auth.mode is "none"; with tokens, a token\'s notify patterns decide who may notify',
+  );
   fails({ maxFramesPerSecond: 0 }, "maxFramesPerSecond: expected an integer 1-1000000, got 0");
   fails({ firstFrameTimeoutMs: 10 }, "firstFrameTimeoutMs: expected an integer 100-600000, got 10");
 });

@@ -75,6 +75,7 @@ Deno.test("the contract's example config parses with every default filled in", (
     maxConnectionsPerAddress: 100,
     maxFramesPerSecond: 100,
     firstFrameTimeoutMs: 10_000,
+    notifyFrom: "local",
   });
 });
 
@@ -89,6 +90,7 @@ const SECURITY_UNSET = {
   maxConnectionsPerAddress: undefined,
   maxFramesPerSecond: undefined,
   firstFrameTimeoutMs: undefined,
+  notifyFrom: undefined,
 };
 
 Deno.test("every top-level setting can be given, and $schema is allowed", () => {
@@ -254,7 +256,7 @@ Deno.test("an unknown key at the top or in a database is rejected listing the ac
       "pollIntervalMS: unknown key; accepted keys are $schema, host, port, pollIntervalMs, queryTimeoutMs, " +
         "pointsRefreshPolls, maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, slowClientGraceMs, keepAliveSeconds, dbRetryMaxMs, logLevel, databases, " +
         "handles, auth, legacy, allowedOrigins, trustedProxies, tls, maxConnections, maxConnectionsPerAddress, " +
-        "maxFramesPerSecond, firstFrameTimeoutMs",
+        "maxFramesPerSecond, firstFrameTimeoutMs, notifyFrom",
     ),
   );
   assert.throws(
@@ -262,7 +264,7 @@ Deno.test("an unknown key at the top or in a database is rejected listing the ac
     configError(
       "databases.plant1.prot",
       "databases.plant1.prot: unknown key; accepted keys are driver, url, host, port, user, password, " +
-        "passwordEnv, database, connectionLimit",
+        "passwordEnv, database, connectionLimit, binlog",
     ),
   );
   assert.throws(
@@ -492,5 +494,45 @@ Deno.test("parseLogLevel accepts debug, info, warn and error only", () => {
   assert.throws(
     () => parseLogLevel("--log-level", "INFO"),
     configError("--log-level", '--log-level: expected one of debug, info, warn, error, got "INFO"'),
+  );
+});
+
+Deno.test("databases.<code>.binlog takes a serverId 1-4294967295, on MySQL/MariaDB databases only", () => {
+  const binlog = (value: unknown) => withPlant1({ binlog: value });
+  const parsed = parseConfig(binlog({ serverId: 4_294_967_295 }), noEnv).databases.plant1;
+  assert.deepEqual(parsed.driver === "mysql" && parsed.binlog, { serverId: 4_294_967_295 });
+  const cases: [unknown, string, string][] = [
+    [
+      {},
+      "databases.plant1.binlog.serverId",
+      "is required: the replica server id gatecast follows the binlog with, 1-4294967295, distinct per node and database",
+    ],
+    [{ serverId: 0 }, "databases.plant1.binlog.serverId", "expected an integer 1-4294967295, got 0"],
+    [
+      { serverId: 4_294_967_296 },
+      "databases.plant1.binlog.serverId",
+      "expected an integer 1-4294967295, got 4294967296",
+    ],
+    [{ serverId: "7" }, "databases.plant1.binlog.serverId", 'expected an integer 1-4294967295, got "7"'],
+    [
+      { serverId: 7, startAt: "end" },
+      "databases.plant1.binlog.startAt",
+      "unknown key; accepted keys are serverId",
+    ],
+    [true, "databases.plant1.binlog", "expected an object, got true"],
+  ];
+  for (const [value, path, problem] of cases) {
+    assert.throws(() => parseConfig(binlog(value), noEnv), configError(path, `${path}: ${problem}`));
+  }
+  assert.throws(
+    () =>
+      parseConfig(
+        { auth: NO_AUTH, databases: { demo: { driver: "sqlite", path: "x.db", binlog: { serverId: 7 } } } },
+        noEnv,
+      ),
+    configError(
+      "databases.demo.binlog",
+      "databases.demo.binlog: is for MySQL/MariaDB databases only; a sqlite database has no binlog",
+    ),
   );
 });

@@ -71,6 +71,7 @@ Deno.test("a handle with a unit and no unitType has int units; every optional se
     databases: ["plant2"],
     pollIntervalMs: 50,
     maxRowsPerUnit: 1_000_000,
+    tables: ["tank_level", "plant2.site$2"],
   };
   assert.deepEqual(parseHandles({ levels }, CODES).levels, { name: "levels", ...levels, unitType: "int" });
   const edges = { ...levels, pollIntervalMs: 3_600_000, maxRowsPerUnit: 1 };
@@ -155,7 +156,7 @@ const REFUSED_UNIT_SQL: [string, string][] = [
 /** Other bad settings of a handle named `h`: [its settings, the path at fault, the problem]. */
 // deno-fmt-ignore: one case a line reads as a table
 const REFUSED_HANDLES: [Record<string, unknown>, string, string][] = [
-  [{ ...ALARMS, keys: ["id"] }, "handles.h.keys", "unknown key; accepted keys are sql, unit, unitType, key, databases, pollIntervalMs, maxRowsPerUnit"],
+  [{ ...ALARMS, keys: ["id"] }, "handles.h.keys", "unknown key; accepted keys are sql, unit, unitType, key, databases, pollIntervalMs, maxRowsPerUnit, tables"],
   [{ key: ["id"] }, "handles.h.sql", "is required: one SELECT (or WITH … SELECT) statement"],
   [{ sql: 5, key: ["id"] }, "handles.h.sql", "expected a non-empty string, got 5"],
   [{ sql: "", key: ["id"] }, "handles.h.sql", 'expected a non-empty string, got ""'],
@@ -180,6 +181,11 @@ const REFUSED_HANDLES: [Record<string, unknown>, string, string][] = [
   [{ ...ALARMS, maxRowsPerUnit: 0 }, "handles.h.maxRowsPerUnit", "expected an integer 1-1000000, got 0"],
   [{ ...ALARMS, maxRowsPerUnit: 1_000_001 }, "handles.h.maxRowsPerUnit", "expected an integer 1-1000000, got 1000001"],
   [{ ...ALARMS, maxRowsPerUnit: null }, "handles.h.maxRowsPerUnit", "expected an integer 1-1000000, got null"],
+  [{ ...ALARMS, tables: "alarm" }, "handles.h.tables", 'expected a non-empty array of table names, got "alarm"'],
+  [{ ...ALARMS, tables: [] }, "handles.h.tables", "expected a non-empty array of table names, got an empty array"],
+  [{ ...ALARMS, tables: ["alarm", "alarm"] }, "handles.h.tables[1]", '"alarm" is listed twice'],
+  [{ ...ALARMS, tables: ["a.b.c"] }, "handles.h.tables[0]", 'expected a table name like "tank_level" or "plant1.tank_level" ([A-Za-z0-9_$]{1,64}, optionally schema.table), got "a.b.c"'],
+  [{ ...ALARMS, tables: ["`alarm`"] }, "handles.h.tables[0]", 'expected a table name like "tank_level" or "plant1.tank_level" ([A-Za-z0-9_$]{1,64}, optionally schema.table), got "`alarm`"'],
 ];
 
 Deno.test("every SQL text that is not one read-only SELECT with the right placeholders is refused saying why", () => {

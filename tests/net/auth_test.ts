@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { exportJWK, exportSPKI, generateKeyPair } from "jose";
-import { Authenticator, AuthError, requestToken, sha256Hex } from "../../lib/net/auth.ts";
+import { Authenticator, AuthError, bearerToken, requestToken, sha256Hex } from "../../lib/net/auth.ts";
 import { parseConfig } from "../../lib/config/config.ts";
 import { signToken, TEST_SECRET } from "../support/tokens.ts";
 
@@ -124,4 +124,52 @@ Deno.test("the upgrade token comes from Authorization: Bearer, else from ?token=
     requestToken(new Request(plain, { headers: { authorization: "Basic abc" } }), plain),
     undefined,
   );
+});
+
+Deno.test("a JWT grants notify by its notify claim; without the claim it grants none", async () => {
+  const auth = await Authenticator.create(authOf({ mode: "token", jwt: { secret: TEST_SECRET } }));
+  const writer = await auth.verify(await signToken({ topics: [], notify: ["plant1/tanks/*"] }));
+  assert.deepEqual(writer.notify.map((p) => p.text), ["plant1/tanks/*"]);
+  assert.deepEqual((await auth.verify(await signToken({ topics: ["*/*/*"] }))).notify, []);
+  await assert.rejects(
+    auth.verify(await signToken({ topics: [], notify: "plant1/tanks/*" })),
+    new AuthError('claim "notify": expected an array of topic patterns, got "plant1/tanks/*"'),
+  );
+  await assert.rejects(
+    auth.verify(await signToken({ topics: [], notify: ["plant1/tanks/north/1"] })),
+    /^AuthError: claim "notify": \[0\]: topic pattern "plant1\/tanks\/north\/1" must have three parts/,
+  );
+});
+
+Deno.test("the notify claim name is configurable", async () => {
+  const auth = await Authenticator.create(
+    authOf({ mode: "token", jwt: { secret: TEST_SECRET, notifyClaim: "gc_notify" } }),
+  );
+  const principal = await auth.verify(await signToken({ topics: [], gc_notify: ["*/alarms"], notify: 1 }));
+  assert.deepEqual(principal.notify.map((p) => p.text), ["*/alarms"]);
+});
+
+Deno.test("an API key grants notify by its own notify list, none without one", async () => {
+  const writer = "k_writer_0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+  const reader = "k_reader_0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+  const auth = await Authenticator.create(
+    authOf({
+      mode: "token",
+      apiKeys: [
+        { name: "writer", sha256: await sha256Hex(writer), topics: [], notify: ["plant1/alarms"] },
+        { name: "reader", sha256: await sha256Hex(reader), topics: ["*/*/*"] },
+      ],
+    }),
+  );
+  assert.deepEqual((await auth.verify(writer)).notify.map((p) => p.text), ["plant1/alarms"]);
+  assert.deepEqual((await auth.verify(reader)).notify, []);
+});
+
+Deno.test("a notify token comes from Authorization: Bearer only", () => {
+  const url = new URL("http://h/notify?token=fromquery");
+  assert.equal(
+    bearerToken(new Request(url, { headers: { authorization: "Bearer fromheader" } })),
+    "fromheader",
+  );
+  assert.equal(bearerToken(new Request(url)), undefined);
 });

@@ -17,6 +17,32 @@ function dbs(entries: Record<string, DatabaseHealth>): Map<string, DatabaseHealt
   return new Map(Object.entries(entries));
 }
 
+Deno.test("a database's binlog status is shown beside its polls and never makes it unhealthy", () => {
+  const report = healthReport({
+    now: NOW,
+    startedAt: STARTED,
+    intervalMs: 1000,
+    connections: 0,
+    topics: 0,
+    databases: dbs({
+      plant1: { lastGoodPoll: NOW - 500, error: undefined },
+      plant2: { lastGoodPoll: NOW - 500, error: undefined },
+      plant3: { lastGoodPoll: NOW - 500, error: undefined },
+    }),
+    binlog: new Map([["plant1", "following"], [
+      "plant2",
+      "retrying: Connection lost: The server closed the connection.",
+    ]]),
+  });
+  assert.equal(report.status, "ok");
+  assert.deepEqual(Object.entries(report.databases).map(([code, db]) => [code, db.healthy, db.binlog]), [
+    ["plant1", true, "following"],
+    ["plant2", true, "retrying: Connection lost: The server closed the connection."],
+    ["plant3", true, undefined],
+  ]);
+  assert.ok(!("binlog" in report.databases.plant3));
+});
+
 Deno.test("every database polled within three intervals is ok, with the counts and uptime", () => {
   const report = healthReport({
     now: NOW,

@@ -39,3 +39,27 @@ Deno.test("a reload names the changed settings that only a restart applies, and 
     ["port", "trustedProxies", "pointsRefreshPolls"],
   );
 });
+
+Deno.test("a database's binlog that appears, changes or goes needs a restart; a database added without one does not", () => {
+  const db = (binlog?: unknown) => ({
+    host: "127.0.0.1",
+    user: "gatecast",
+    database: "iot",
+    ...(binlog ? { binlog } : {}),
+  });
+  const config = (databases: Record<string, unknown>) =>
+    parseConfig({ auth: { mode: "none" }, databases }, () => undefined);
+  const before = config({ plant1: db({ serverId: 4242 }), plant2: db() });
+  assert.deepEqual(restartNeeded(before, config({ plant1: db({ serverId: 4242 }), plant2: db() })), []);
+  assert.deepEqual(restartNeeded(before, config({ plant1: db({ serverId: 4243 }), plant2: db() })), [
+    "databases.plant1.binlog",
+  ]);
+  assert.deepEqual(
+    restartNeeded(before, config({ plant1: db(), plant2: db({ serverId: 7 }), plant3: db() })),
+    [
+      "databases.plant1.binlog",
+      "databases.plant2.binlog",
+    ],
+  );
+  assert.deepEqual(restartNeeded(before, config({ plant2: db() })), []);
+});

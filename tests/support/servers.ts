@@ -213,10 +213,12 @@ async function logTail(path: string, lines = 8): Promise<string> {
  *
  * @param bufferPoolMiB `innodb_buffer_pool_size` in MiB
  * @param port the port to listen on, a free one by default
+ * @param extraArgs more `mariadbd` options, after the defaults (`--log-bin` overrides `--skip-log-bin`)
  */
 export async function startThrowawayMariadb(
   bufferPoolMiB = 32,
   port = freePort(),
+  extraArgs: readonly string[] = [],
 ): Promise<ThrowawayMariadb> {
   const programs = await provide(MARIADB_PROGRAMS);
   const dir = await Deno.makeTempDir({ prefix: "gatecast-mariadb-" });
@@ -262,6 +264,7 @@ export async function startThrowawayMariadb(
       "--user=root",
       "--skip-log-bin",
       `--innodb-buffer-pool-size=${bufferPoolMiB}M`,
+      ...extraArgs,
     ];
     const out = await new Deno.Command("bash", {
       args: ["-c", 'log=$1; shift; "$@" >>"$log" 2>&1 & echo $!', "bash", log, programs.mariadbd, ...args],
