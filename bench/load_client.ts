@@ -33,6 +33,8 @@ export interface LoadReport {
   frames: number;
   /** Characters received while measuring. */
   chars: number;
+  /** Of {@link frames}, the `snapshot` frames (a subscriber that could not be sent an update). */
+  snapshots: number;
   /** Arrivals per tick while measuring. */
   ticks: TickArrivals[];
   /** Clients open now. */
@@ -47,6 +49,7 @@ let closing = false;
 let measuring = false;
 let frames = 0;
 let chars = 0;
+let snapshots = 0;
 let ticks = new Map<number, TickArrivals>();
 
 function now(): number {
@@ -58,6 +61,7 @@ function receive(text: string): void {
   const at = now();
   frames++;
   chars += text.length;
+  if (text.startsWith('{"type":"snapshot"')) snapshots++;
   // Reading `ts` without parsing the whole frame keeps the load generator cheap.
   const i = text.indexOf('"ts":');
   if (i < 0) return;
@@ -110,7 +114,14 @@ async function connect(command: Extract<LoadCommand, { cmd: "connect" }>): Promi
 }
 
 function report(): LoadReport {
-  const result = { frames, chars, ticks: [...ticks.values()], open: clients.length - dropped, dropped };
+  const result = {
+    frames,
+    chars,
+    snapshots,
+    ticks: [...ticks.values()],
+    open: clients.length - dropped,
+    dropped,
+  };
   measuring = false;
   return result;
 }
@@ -122,6 +133,7 @@ async function handle(command: LoadCommand): Promise<unknown> {
     case "measure":
       frames = 0;
       chars = 0;
+      snapshots = 0;
       ticks = new Map();
       measuring = true;
       return { ok: true };

@@ -6,18 +6,24 @@
  *   deno task bench                      every scenario at full size (a few minutes)
  *   deno task bench --quick              every scenario, small and short
  *   deno task bench --scenarios fanout,db
+ *   deno task bench --scenarios rows                         a custom handle, 1,000 units x 20 rows
+ *   deno task bench --scenarios latency                      commit to client: polling, /notify, binlog
  *   deno task bench --scenarios fanout --profile /tmp/prof   gatecast runs with --cpu-prof
  *   deno task bench --scenarios fanout --staggered-joins     each subscriber of a topic at its own seq
  *
  * Scenarios: `fanout` (gatecast and the ceiling), `crowd` (idle RSS per connection, then a
- * push to all of them), `db` (queries and duration per tick), `deltas` (bytes per tick),
- * `startup` (time to listening). The database is a throw-away `mariadbd`, so that its
+ * push to all of them), `db` (queries and duration per tick), `rows` (a handle of the
+ * configuration at 1,000 units: queries, tick, frames and CPU per tick), `deltas` (bytes per tick),
+ * `startup` (time to listening), `latency` (commit to client by polling, `/notify` and binlog, in
+ * bench/latency.ts). The database is a throw-away `mariadbd`, so that its
  * `Com_select` counts only gatecast's queries, unless `--mysql-url` names one.
  */
 
 import { parseArgs } from "node:util";
 import { freePort, type ServerInfo, startThrowawayMariadb } from "../tests/support/mysql.ts";
+import type { MysqlSettings } from "../lib/config/config.ts";
 import { type BenchPlant, CODES_PER_DEVICE, createBenchPlant } from "./plant.ts";
+import { createRowPlant, siteName, TANK_COLUMNS, TANKS_SQL } from "./row_plant.ts";
 import { cpuMicros, machineCpuTicks, rssBytes, rssOverWindow } from "./process_stats.ts";
 import {
   LoadProcess,
@@ -27,11 +33,12 @@ import {
   timeToListening,
 } from "./processes.ts";
 import type { LoadReport, TickArrivals } from "./load_client.ts";
+import type { LatencyRun } from "./latency.ts";
 
 /** MariaDB's own default InnoDB buffer pool: the bench plant (30 MiB at 1,000 units) fits in it. */
 const MARIADB_DEFAULT_BUFFER_POOL_MIB = 128;
 
-const SCENARIOS = ["fanout", "crowd", "db", "deltas", "startup"] as const;
+const SCENARIOS = ["fanout", "crowd", "db", "rows", "deltas", "startup", "latency"] as const;
 type Scenario = typeof SCENARIOS[number];
 
 /** Sizes of every scenario; `--quick` shrinks them. */
@@ -47,8 +54,10 @@ const FULL = {
     rssWindowMs: 30_000,
   },
   db: { units: [1, 100, 1000], devices: 20, intervalMs: 1000, ticks: 5 },
+  rows: { units: 1000, rowsPerUnit: 20, changedFraction: 0.05, intervalMs: 1000, warmupTicks: 3, ticks: 20 },
   deltas: { devices: 20, fractions: [0, 0.05, 1], intervalMs: 200, ticks: 15 },
   startup: { runs: 5 },
+  latency: { changes: 200, idleSeconds: 10 },
 };
 const QUICK: typeof FULL = {
   fanout: { clients: 400, topics: 20, bytes: 5000, intervalMs: 100, warmupMs: 1500, windowMs: 4000 },
@@ -62,8 +71,10 @@ const QUICK: typeof FULL = {
     rssWindowMs: 5000,
   },
   db: { units: [1, 100, 1000], devices: 20, intervalMs: 1000, ticks: 3 },
+  rows: { units: 1000, rowsPerUnit: 20, changedFraction: 0.05, intervalMs: 1000, warmupTicks: 2, ticks: 8 },
   deltas: { devices: 20, fractions: [0, 0.05, 1], intervalMs: 200, ticks: 10 },
   startup: { runs: 3 },
+  latency: { changes: 200, idleSeconds: 5 },
 };
 
 /** Extra `deno run` flags for gatecast (`--profile <dir>` adds `--cpu-prof`). */
@@ -82,8 +93,10 @@ const SMOKE: typeof FULL = {
     rssWindowMs: 1000,
   },
   db: { units: [1, 2], devices: 2, intervalMs: 200, ticks: 3 },
+  rows: { units: 3, rowsPerUnit: 4, changedFraction: 0.25, intervalMs: 300, warmupTicks: 1, ticks: 3 },
   deltas: { devices: 20, fractions: [0, 0.05, 1], intervalMs: 200, ticks: 3 },
   startup: { runs: 1 },
+  latency: { changes: 20, idleSeconds: 2 },
 };
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -97,11 +110,19 @@ function devicesFor(bytes: number): number {
   return Math.max(1, Math.round(bytes / CHANGE_BYTES / CODES_PER_DEVICE));
 }
 
+/** What a bench configuration may add to the defaults. */
+interface ConfigExtras {
+  /** Default `warn`. */
+  logLevel?: string;
+  /** The configuration's `handles` section; default none. */
+  handles?: Record<string, unknown>;
+}
+
 async function writeConfig(
-  plant: BenchPlant,
+  plant: { readonly settings: MysqlSettings },
   port: number,
   intervalMs: number,
-  logLevel = "warn",
+  { logLevel = "warn", handles }: ConfigExtras = {},
 ): Promise<string> {
   const path = await Deno.makeTempFile({ prefix: "gatecast-bench-", suffix: ".json" });
   const { driver: _, ...database } = plant.settings;
@@ -117,6 +138,7 @@ async function writeConfig(
       maxConnectionsPerAddress: 20_000,
       auth: { mode: "none" },
       databases: { bench: database },
+      ...(handles ? { handles } : {}),
     }),
   );
   return path;
@@ -139,8 +161,8 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
-/** Spread between the first and last client receiving each tick, over every load process. */
-function spreads(reports: LoadReport[], clients: number) {
+/** Each tick's arrivals over every load process, in the order of the ticks. */
+function mergeTicks(reports: LoadReport[]): TickArrivals[] {
   const merged = new Map<number, TickArrivals>();
   for (const report of reports) {
     for (const tick of report.ticks) {
@@ -153,8 +175,13 @@ function spreads(reports: LoadReport[], clients: number) {
       }
     }
   }
+  return [...merged.values()].sort((a, b) => a.ts - b.ts);
+}
+
+/** Spread between the first and last client receiving each tick, over every load process. */
+function spreads(reports: LoadReport[], clients: number) {
   // The window cuts the first and last tick: leave them out.
-  const ticks = [...merged.values()].sort((a, b) => a.ts - b.ts).slice(1, -1);
+  const ticks = mergeTicks(reports).slice(1, -1);
   const complete = ticks.filter((t) => t.count >= clients);
   const spread = complete.map((t) => t.last - t.first).sort((a, b) => a - b);
   // A frame's `ts` is taken when the poll's queries have returned, just before the fan-out.
@@ -511,10 +538,183 @@ async function deltas(db: ServerInfo, sizes: typeof FULL.deltas) {
   }
 }
 
+const POLLS = 'gatecast_poll_duration_seconds_count{db="bench"}';
+const POLL_SECONDS = 'gatecast_poll_duration_seconds_sum{db="bench"}';
+
+/** One poll of the bench group as `/metrics` showed it. */
+interface SeenPoll {
+  /** When the scrape that first showed it returned (after its fan-out: both run in one task). */
+  seenAt: number;
+  /** Its duration (queries and building the rows), in ms; `NaN` when the scrape showed two at once. */
+  ms: number;
+  /** `/metrics` at that moment. */
+  metrics: Map<string, number>;
+}
+
+/** How long {@link nextPoll} waits for a poll before the benchmark gives up. */
+const POLL_WAIT_MS = 30_000;
+
+/**
+ * Waits for gatecast's next poll of the group to end: one scrape at `notBefore`, then one every
+ * 20 ms, so that the scrapes cost gatecast little next to a tick (a handful a tick).
+ */
+async function nextPoll(port: number, last: Map<string, number>, notBefore: number): Promise<SeenPoll> {
+  await delay(Math.max(0, notBefore - Date.now()));
+  const deadline = Date.now() + POLL_WAIT_MS;
+  while (true) {
+    if (Date.now() > deadline) throw new Error(`rows: gatecast ran no poll within ${POLL_WAIT_MS} ms`);
+    const metrics = await scrape(port);
+    const polls = metrics.get(POLLS)! - (last.get(POLLS) ?? 0);
+    if (polls > 0) {
+      const ms = (metrics.get(POLL_SECONDS)! - (last.get(POLL_SECONDS) ?? 0)) * 1000;
+      return { seenAt: Date.now(), ms: polls === 1 ? ms : NaN, metrics };
+    }
+    await delay(20);
+  }
+}
+
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+const sorted = (values: number[]) => values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+
+/**
+ * A handle of the configuration at scale: `units` sites of `rowsPerUnit` rows of six columns,
+ * one client on every site's topic, and `changedFraction` of all rows updated in one batch
+ * between two polls (half an interval after each poll ends). Over `ticks` polls: queries per
+ * poll (the server's `Com_select` and gatecast's own count), the tick (the poll's queries and
+ * rows, then the fan-out to the last client), frames and bytes sent, server CPU.
+ */
+async function customHandle(db: ServerInfo, sizes: typeof FULL.rows) {
+  const { units, rowsPerUnit, changedFraction, intervalMs, warmupTicks, ticks } = sizes;
+  const plant = await createRowPlant(db, units, rowsPerUnit);
+  const changed = Math.round(plant.rows * changedFraction);
+  try {
+    const port = freePort();
+    const handles = { tanks: { sql: TANKS_SQL, unit: "site", unitType: "string", key: ["tank_id"] } };
+    const config = await writeConfig(plant, port, intervalMs, { handles });
+    const server = await startGatecast(config, port, gatecastFlags);
+    try {
+      return await withLoaders(async (loaders) => {
+        const topics = Array.from({ length: units }, (_, i) => `bench/tanks/${siteName(i + 1)}`);
+        const connectMs = await connectAll(loaders, port, units, topics);
+        // One batch of changes half an interval after each poll, so that every poll sees one.
+        let seen = await nextPoll(port, await scrape(port), 0);
+        const tick = async () => {
+          await delay(intervalMs / 2 - (Date.now() - seen.seenAt));
+          await plant.change(changed);
+          // The next poll starts about an interval after this one did.
+          const ms = Number.isNaN(seen.ms) ? 0 : seen.ms;
+          seen = await nextPoll(port, seen.metrics, seen.seenAt - ms + intervalMs - 20);
+          return seen;
+        };
+        for (let i = 0; i < warmupTicks; i++) await tick();
+        await Promise.all(loaders.map((l) => l.request({ cmd: "measure" })));
+        const start = seen;
+        const statementsBefore = await plant.statementCounts();
+        const cpuBefore = cpuMicros(server.pid);
+        const machineBefore = machineCpuTicks();
+        const polls: SeenPoll[] = [];
+        for (let i = 0; i < ticks; i++) polls.push(await tick());
+        const cpu = cpuMicros(server.pid) - cpuBefore;
+        const machineAfter = machineCpuTicks();
+        const statements = await plant.statementCounts();
+        const end = polls.at(-1)!;
+        await delay(intervalMs / 4); // the last tick's frames reach their clients
+        const reports = await Promise.all(loaders.map((l) => l.request<LoadReport>({ cmd: "report" })));
+        // The window's ticks: a frame's `ts` is taken when its poll's queries return, before
+        // the scrape that showed the poll.
+        const arrivals = mergeTicks(reports).filter((t) => t.ts > start.seenAt && t.ts <= end.seenAt);
+        const tickMs: number[] = [];
+        const fanoutMs: number[] = [];
+        for (const arrival of arrivals) {
+          const poll = polls.find((p) => p.seenAt >= arrival.ts);
+          fanoutMs.push(arrival.last - arrival.ts);
+          tickMs.push((poll?.ms ?? NaN) + arrival.last - arrival.ts);
+        }
+        const delta = (name: string) => end.metrics.get(name)! - start.metrics.get(name)!;
+        const pollCount = delta(POLLS);
+        const framesSent = delta("gatecast_frames_sent_total");
+        const pollMs = sorted(polls.map((p) => p.ms));
+        const ticksMs = sorted(tickMs);
+        const fanouts = sorted(fanoutMs);
+        return {
+          units,
+          rowsPerUnit,
+          columns: TANK_COLUMNS,
+          clients: units,
+          changedRowsPerTick: changed,
+          intervalMs,
+          connectMs: Math.round(connectMs),
+          polls: pollCount,
+          skippedTicks: delta('gatecast_ticks_skipped_total{db="bench",handle="tanks"}') || 0,
+          comSelectPerTick: round((statements.select - statementsBefore.select) / pollCount, 2),
+          stmtExecutePerTick: round((statements.execute - statementsBefore.execute) / pollCount, 2),
+          stmtPrepared: statements.prepare - statementsBefore.prepare,
+          gatecastQueriesPerTick: round(delta('gatecast_db_queries_total{db="bench"}') / pollCount, 2),
+          pollMs: { p50: round(percentile(pollMs, 50)), p99: round(percentile(pollMs, 99)) },
+          fanoutMs: { p50: round(percentile(fanouts, 50)), p99: round(percentile(fanouts, 99)) },
+          tickMs: {
+            p50: round(percentile(ticksMs, 50)),
+            p99: round(percentile(ticksMs, 99)),
+            max: round(ticksMs.at(-1) ?? NaN),
+            ticks: ticksMs.length,
+          },
+          framesPerTick: round(framesSent / pollCount),
+          bytesPerTick: Math.round(delta("gatecast_sent_bytes_total") / pollCount),
+          clientFramesPerTick: round(sum(arrivals.map((t) => t.count)) / pollCount),
+          clientSnapshots: sum(reports.map((r) => r.snapshots)),
+          cpuMsPerTick: round(cpu / 1000 / pollCount),
+          cpuMicrosPerFrame: round(cpu / Math.max(1, framesSent), 1),
+          serverCpuPercent: round(cpu / 10_000 / ((end.seenAt - start.seenAt) / 1000)),
+          rssMiB: round(rssBytes(server.pid) / 2 ** 20),
+          machineBusyPercent: round(
+            (machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total) * 100,
+          ),
+          dropped: sum(reports.map((r) => r.dropped)),
+        };
+      });
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await plant.drop();
+  }
+}
+
+/**
+ * Commit → client receipt in three modes (polling, `POST /notify`, binlog), and the queries of an
+ * idle binlog-woken handle: bench/latency.ts, which starts its own mariadbd with the binlog on.
+ */
+async function latency(_db: ServerInfo, sizes: typeof FULL.latency): Promise<LatencyRun[]> {
+  const out = await Deno.makeTempFile({ prefix: "gatecast-latency-", suffix: ".json" });
+  try {
+    const script = new URL("./latency.ts", import.meta.url).pathname;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        script,
+        "--changes",
+        String(sizes.changes),
+        "--idle-seconds",
+        String(sizes.idleSeconds),
+        "--json",
+        out,
+      ],
+      stdout: "inherit",
+      stderr: "inherit",
+    });
+    const status = await child.output();
+    if (!status.success) throw new Error(`bench/latency.ts exited with ${status.code}`);
+    return JSON.parse(await Deno.readTextFile(out));
+  } finally {
+    await Deno.remove(out).catch(() => {});
+  }
+}
+
 async function startup(db: ServerInfo, sizes: typeof FULL.startup) {
   const plant = await createBenchPlant(db);
   try {
-    const config = await writeConfig(plant, freePort(), 1000, "info");
+    const config = await writeConfig(plant, freePort(), 1000, { logLevel: "info" });
     await timeToListening(config); // the first run fills Deno's module cache
     const runs = [];
     for (let i = 0; i < sizes.runs; i++) runs.push(round(await timeToListening(config)));
@@ -569,6 +769,35 @@ function targets(results: Record<string, any>) {
       `${biggest.meanTickMs} ms`,
       biggest.meanTickMs <= results.db.intervalMs / 4,
     );
+  }
+  if (results.latency) {
+    const last: LatencyRun = results.latency.at(-1);
+    const p99 = (mode: string) => last.modes.find((m) => m.mode === mode)!.latencyMs.p99;
+    add(
+      "commit to client, /notify after commit, 1000 ms interval: p99 <= 30 ms",
+      `${p99("notify")} ms`,
+      p99("notify") <= 30,
+    );
+    add(
+      "commit to client, binlog, 30,000 ms interval: p99 <= 50 ms",
+      `${p99("binlog")} ms`,
+      p99("binlog") <= 50,
+    );
+    add(
+      "binlog on, nothing changing: no poll queries between safety polls",
+      `${last.idle.serverSelects} in ${last.idle.seconds} s`,
+      last.idle.serverSelects === 0,
+    );
+  }
+  if (results.rows) {
+    const r = results.rows;
+    const size = `${r.units} units x ${r.rowsPerUnit} rows x ${r.columns} columns`;
+    add(
+      `${size}: 1 query/tick`,
+      `${r.comSelectPerTick} (gatecast's count ${r.gatecastQueriesPerTick})`,
+      r.comSelectPerTick === 1,
+    );
+    add(`${size}: tick p99 <= 200 ms`, `${r.tickMs.p99} ms (p50 ${r.tickMs.p50} ms)`, r.tickMs.p99 <= 200);
   }
   if (results.deltas) {
     for (const r of results.deltas.results) {
@@ -638,7 +867,7 @@ async function main(): Promise<void> {
   };
   const started = performance.now();
   try {
-    const run = { fanout, crowd, db: database, deltas, startup };
+    const run = { fanout, crowd, db: database, rows: customHandle, deltas, startup, latency };
     for (const scenario of chosen) {
       console.error(`bench: ${scenario}...`);
       // deno-lint-ignore no-explicit-any
@@ -650,6 +879,7 @@ async function main(): Promise<void> {
     if (mariadb) await Deno.remove(mariadb.dir, { recursive: true }).catch(() => {});
   }
   results.seconds = round((performance.now() - started) / 1000);
+  results.loadAverageAtEnd = Deno.loadavg();
   const rows = targets(results);
   results.targets = rows;
   console.log(JSON.stringify(results, null, 2));

@@ -5,7 +5,7 @@
  */
 
 import mysql from "mysql2/promise";
-import type { MysqlSettings } from "../lib/config.ts";
+import type { MysqlSettings } from "../lib/config/config.ts";
 import type { ServerInfo } from "../tests/support/mysql.ts";
 
 /** Measurement columns per device; each is one point. */
