@@ -8,6 +8,8 @@ import { BinlogFollower } from "./sources/binlog.ts";
 import { retryCap } from "./ops/backoff.ts";
 import type { Config, DatabaseSettings } from "./config/config.ts";
 import type { Connection } from "./net/connection.ts";
+import type { SsePeer } from "./net/sse_peer.ts";
+import type { WampSession } from "./net/wamp_session.ts";
 import { DescriptorWatch, type DescriptorWatchOptions } from "./ops/descriptors.ts";
 import type { Handle } from "./handles/handle.ts";
 import { ProxySet } from "./net/handshake.ts";
@@ -215,7 +217,8 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
   const startedAt = Date.now();
   const metrics = new Metrics(METRIC_FAMILIES);
   const sources = meter(options.sources ?? openSources(config), metrics);
-  const connections = new Set<Connection>();
+  // WebSocket connections and event streams: both count against the connection cap.
+  const connections = new Set<Connection | SsePeer | WampSession>();
   // The registry calls back into the poller, which is created next (the callback runs later).
   const registry = new Registry((group) => poller.pollNow(group));
   const handles = createHandles(config, { metrics, logger });

@@ -243,6 +243,12 @@ export const SETTINGS = {
     doc: 'Who may `POST /notify` while `auth.mode` is `"none"`: `local` (loopback and `trustedProxies`) or ' +
       "`any`; with tokens, a token's `notify` patterns decide.",
   },
+  wampRealm: {
+    type: "string",
+    default: "gatecast",
+    doc: "The WAMP realm served on `/ws` (subprotocol `wamp.2.json`); a HELLO for another realm gets ABORT " +
+      "`wamp.error.no_such_realm`.",
+  },
 } as const satisfies Readonly<Record<string, Setting>>;
 
 type Settings = typeof SETTINGS;

@@ -3,26 +3,20 @@
  * buffer. The first frame decides the mode: a v1 frame (or the `gatecast.v1` subprotocol)
  * makes a v1 connection; the seed's subscription makes a legacy one.
  *
- * Deno's `socket.send` never blocks, so a client that stops reading would grow the server's
- * memory without bound. {@link Connection.admit} watches `bufferedAmount` instead: over the
- * soft limit frames are held back, over the hard limit (or soft for too long) the client is
- * closed with {@link CloseCode.SLOW_CONSUMER}.
- *
- * A client the server drops (abuse, timeouts, policy) must get its close frame. Deno's server
- * socket, once closing, drops the TCP connection at the next data frame it reads instead of
- * waiting for the client's close frame; with more of the client's frames unread in the kernel's
- * receive buffer the kernel then sends a reset, which discards the close frame at the client
- * (measured: close 1006 instead of 4029 for a client that sent 1,000 frames at once). So a
- * dropped connection first lingers: it acts on nothing and reads until the client has been quiet
- * for {@link LINGER_QUIET_MS} (at most {@link LINGER_MAX_MS}), and closes then.
+ * Its send buffer is guarded (`send_buffer.ts`): over the soft limit frames are held back, over
+ * the hard limit (or soft for too long) the client is closed with {@link CloseCode.SLOW_CONSUMER}.
+ * A client the server drops (abuse, timeouts, policy) lingers before its close, so that it gets
+ * its close frame (`linger.ts`).
  */
 
 import { type Authenticator, AuthError, type Principal } from "./auth.ts";
 import type { Config } from "../config/config.ts";
 import { welcome } from "../hub/fanout.ts";
 import { FrameRate } from "./limits.ts";
+import { Linger } from "./linger.ts";
+import { SendBuffer } from "./send_buffer.ts";
 import type { LogFields, Logger } from "../ops/log.ts";
-import type { Counter, Metrics } from "../ops/metrics.ts";
+import type { Metrics } from "../ops/metrics.ts";
 import {
   ackFrame,
   authenticatedFrame,
@@ -66,44 +60,7 @@ export interface ConnectionContext {
 /** Longest a timer may wait in one go (setTimeout's limit); later deadlines are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** A dropped connection closes once the client has sent nothing for this long: its frames are all read. */
-const LINGER_QUIET_MS = 100;
-
-/**
- * A dropped connection closes after this long even while the client goes on sending (its close
- * frame may then be lost to a reset: a client that never stops is not owed one).
- */
-const LINGER_MAX_MS = 2000;
-
 let nextId = 1;
-
-// Frames sent without their byte count (fan-out passes it) are small: acks, errors, pongs.
-let lastMeasured = "";
-let lastLength = 0;
-
-/** The UTF-8 length of a frame, remembered for the last frame measured. */
-function measuredLength(text: string): number {
-  if (text !== lastMeasured) {
-    lastMeasured = text;
-    lastLength = utf8Length(text);
-  }
-  return lastLength;
-}
-
-/** The frames and bytes sent counters of a metrics set, resolved once (they count every frame). */
-const sentCountersByMetrics = new WeakMap<Metrics, { frames: Counter; bytes: Counter }>();
-
-function sentCounters(metrics: Metrics): { frames: Counter; bytes: Counter } {
-  let counters = sentCountersByMetrics.get(metrics);
-  if (!counters) {
-    counters = {
-      frames: metrics.counter("gatecast_frames_sent_total"),
-      bytes: metrics.counter("gatecast_sent_bytes_total"),
-    };
-    sentCountersByMetrics.set(metrics, counters);
-  }
-  return counters;
-}
 
 /** A WebSocket client of either protocol. */
 export class Connection implements Peer {
@@ -111,17 +68,15 @@ export class Connection implements Peer {
   readonly id = nextId++;
   private mode: "undecided" | "v1" | "legacy";
   private readonly subscriptions = new Map<string, Subscription>();
-  private overSoftSince = 0;
-  /** At least `socket.bufferedAmount`: its last reading plus the bytes sent since. */
-  private bufferedBound = 0;
+  private readonly outbox: SendBuffer;
   private closed = false;
   private warnedConfig = false;
   // Security state (docs/security.md): who this is, how fast it sends, and its deadlines.
   private principal: Principal | undefined;
   private readonly rate = new FrameRate();
   private refusedInARow = 0;
-  /** Set while a dropped connection reads out the client's last frames before its close (see the top). */
-  private linger: { timer: ReturnType<typeof setTimeout> | undefined; lastFrameAt: number } | undefined;
+  /** Active while a dropped connection reads out the client's last frames before its close. */
+  private readonly linger = new Linger();
   private verifying: unknown[] | undefined;
   private readonly timers = new Map<"first" | "auth" | "expiry", ReturnType<typeof setTimeout>>();
 
@@ -140,13 +95,14 @@ export class Connection implements Peer {
     principal?: Principal,
   ) {
     this.mode = v1 ? "v1" : "undecided";
+    this.outbox = new SendBuffer(socket, context.metrics);
     this.startTimers(principal);
     socket.onmessage = (event) => this.gate(event.data);
     // onclose can fire more than once; closing is idempotent. One handler serves both events and
     // the server's bookkeeping: every listener costs each connection a few hundred bytes.
     const gone = (event: Event) => {
       this.release();
-      this.endLinger();
+      this.linger.end();
       this.onGone?.(event);
     };
     socket.onclose = gone;
@@ -181,24 +137,12 @@ export class Connection implements Peer {
       this.release();
       return "dropped";
     }
-    const { sendBufferSoftBytes, sendBufferHardBytes, slowClientGraceMs } = this.context.config;
-    // The buffer only drains between reads of it, so while the last reading plus everything
-    // sent since stays under the soft limit, so does the buffer: no need to ask the runtime.
-    if (this.bufferedBound > sendBufferSoftBytes) this.bufferedBound = this.socket.bufferedAmount;
-    const buffered = this.bufferedBound;
-    if (buffered <= sendBufferSoftBytes) {
-      this.overSoftSince = 0;
-      return "under_soft";
-    }
-    const now = Date.now();
-    if (this.overSoftSince === 0) this.overSoftSince = now;
-    const overHard = buffered > sendBufferHardBytes;
-    if (overHard || now - this.overSoftSince > slowClientGraceMs) {
-      const why = overHard ? "slow_hard_limit" : "slow_grace_expired";
-      this.drop(why, CloseCode.SLOW_CONSUMER, "client is not reading its frames", { buffered });
-      return "dropped";
-    }
-    return "over_soft";
+    const pressure = this.outbox.pressure(this.context.config);
+    if (typeof pressure === "string") return pressure;
+    this.drop(pressure.slow, CloseCode.SLOW_CONSUMER, "client is not reading its frames", {
+      buffered: pressure.buffered,
+    });
+    return "dropped";
   }
 
   /**
@@ -218,17 +162,12 @@ export class Connection implements Peer {
   /** Implements {@link Peer.send}. */
   send(text: string, bytes?: number): void {
     if (this.closed || this.socket.readyState !== WebSocket.OPEN) return;
-    this.socket.send(text);
-    // UTF-8 takes at most 3 bytes per UTF-16 unit, which leaves room for the frame header too.
-    this.bufferedBound += text.length * 3;
-    const sent = sentCounters(this.context.metrics);
-    sent.frames.add();
-    sent.bytes.add(bytes ?? measuredLength(text));
+    this.outbox.send(text, bytes);
   }
 
   /** Closes the socket at once with a code and reason (ending a linger) and releases every subscription. */
   close(code: number, reason: string): void {
-    this.endLinger();
+    this.linger.end();
     this.closeSocket(code, reason);
     this.release();
   }
@@ -319,10 +258,7 @@ export class Connection implements Peer {
 
   /** Runs before any parsing: first-frame deadline, frame rate, and the queue kept while a token is verified. */
   private gate(data: unknown): void {
-    if (this.linger) {
-      this.linger.lastFrameAt = Date.now(); // read and ignored: see the top of the file
-      return;
-    }
+    if (this.linger.active) return this.linger.heard(); // read and ignored: see linger.ts
     if (this.closed) return;
     this.clearTimer("first");
     // The rate in force now, for the bucket and the close alike: a reload applies to both at once.
@@ -405,36 +341,8 @@ export class Connection implements Peer {
       ...fields,
     });
     this.release();
-    this.lingerThenClose(code, reason);
-  }
-
-  /** Reads (and ignores) the client's frames until it has been quiet, then closes: see the top of the file. */
-  private lingerThenClose(code: number, reason: string): void {
-    const started = Date.now();
-    const arm = (ms: number) => {
-      const due = Date.now() + ms;
-      this.linger!.timer = setTimeout(() => check(due), ms);
-    };
-    const check = (due: number) => {
-      const now = Date.now();
-      const quietFor = now - this.linger!.lastFrameAt;
-      // A timer that fires late means the event loop was busy: the client's frames may be waiting
-      // to be read, so a quiet spell counts only when the loop kept time.
-      const quiet = quietFor >= LINGER_QUIET_MS && now - due < LINGER_QUIET_MS / 2;
-      if (quiet || now - started >= LINGER_MAX_MS) {
-        this.linger = undefined;
-        return this.closeSocket(code, reason);
-      }
-      arm(Math.max(1, Math.min(LINGER_QUIET_MS - quietFor, started + LINGER_MAX_MS - now)));
-    };
-    this.linger = { timer: undefined, lastFrameAt: started };
-    arm(LINGER_QUIET_MS);
-  }
-
-  private endLinger(): void {
-    if (!this.linger) return;
-    clearTimeout(this.linger.timer);
-    this.linger = undefined;
+    // Reads (and ignores) the client's frames until it has been quiet, then closes (linger.ts).
+    this.linger.start(() => this.closeSocket(code, reason));
   }
 
   /** Verifies an `auth` frame's token; frames that arrive meanwhile wait in order. */

@@ -1,7 +1,9 @@
 /**
- * HTTP routes on `Deno.serve`: WebSocket upgrades on `/ws` and `/`, `/healthz`, `/metrics`,
- * `POST /notify` (`notify.ts`) and the dashboard at `/` (`dashboard.ts`). Upgraded sockets are
- * handed to a {@link Connection}.
+ * HTTP routes on `Deno.serve`: WebSocket upgrades on `/ws` and `/`, Server-Sent Events on
+ * `GET /sse` (`sse_peer.ts`), `/healthz`, `/metrics`, `POST /notify` (`notify.ts`) and the
+ * dashboard at `/` (`dashboard.ts`). Upgraded sockets are handed to a {@link Connection}, or a
+ * {@link WampSession} when the client offers `wamp.2.json` (and not `gatecast.v1`); every
+ * kind of client passes the same door (origin, connection limits, token).
  *
  * The `Sec-WebSocket-Protocol` header is parsed here, not by `Deno.upgradeWebSocket`, which
  * splits it only on ", " and throws for "a,b" (as Node's `ws` sends it).
@@ -15,13 +17,20 @@ import type { AddressCounter } from "./limits.ts";
 import { isNoPongClose, keepAliveOptions } from "./keepalive.ts";
 import { notifyResponse } from "./notify.ts";
 import type { Poller } from "../hub/poller.ts";
-import { SUBPROTOCOL } from "../wire/protocol.ts";
+import { ErrorCode, ProtocolError, SUBPROTOCOL } from "../wire/protocol.ts";
+import { SsePeer } from "./sse_peer.ts";
+import { resolveTopic } from "./topic_resolver.ts";
+import { topicAllowed } from "../config/topic_pattern.ts";
+import type { TopicName } from "../hub/topic.ts";
+import type { Handle } from "../handles/handle.ts";
 import type { RefusalLog } from "./refusal_log.ts";
+import { WampSession } from "./wamp_session.ts";
+import { WAMP_SUBPROTOCOL } from "../wire/wamp.ts";
 
 /** What the routes need besides the connection context. */
 export interface RouteContext extends ConnectionContext {
-  /** Open connections; the server adds and removes them. */
-  readonly connections: Set<Connection>;
+  /** Open connections and event streams; the server adds and removes them. */
+  readonly connections: Set<Connection | SsePeer | WampSession>;
   /** The `/catalog` body: each database's handles. */
   catalog(): unknown;
   /** The `/healthz` body and whether it is healthy. */
@@ -109,6 +118,9 @@ function route(
     }
     case "/catalog":
       return json(200, context.catalog());
+    case "/sse":
+      if (request.method !== "GET") return json(405, { error: "HEAD is not allowed on /sse; use GET" });
+      return openEventStream(request, url, context, remote);
     case "/metrics":
       return new Response(context.metrics.render(), {
         headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
@@ -123,6 +135,24 @@ function route(
  * token say no (docs/security.md); else upgrades, holding one of the address's slots.
  */
 async function admit(request: Request, url: URL, context: RouteContext, remote: string): Promise<Response> {
+  const entered = await enter(request, url, context, remote);
+  if (entered instanceof Response) return entered;
+  const response = upgrade(request, context, remote, entered.principal);
+  if (response.status !== 101) context.addresses.release(remote);
+  return response;
+}
+
+/**
+ * The door of every long-lived client, WebSocket or event stream (docs/security.md): its origin,
+ * the connection cap, the per-address limit and its token. Returns the token's principal (none
+ * without a token) holding one of the address's slots, or the refusal.
+ */
+async function enter(
+  request: Request,
+  url: URL,
+  context: RouteContext,
+  remote: string,
+): Promise<{ principal: Principal | undefined } | Response> {
   const { config, metrics } = context;
   const refuse = (status: number, reason: string, error: string) => {
     metrics.inc("gatecast_upgrades_refused_total", { reason });
@@ -163,13 +193,87 @@ async function admit(request: Request, url: URL, context: RouteContext, remote: 
       throw error;
     }
   }
-  const response = upgrade(request, context, remote, principal);
-  if (response.status !== 101) context.addresses.release(remote);
-  return response;
+  return { principal };
+}
+
+/** The HTTP status of a topic an event stream's request names wrongly. */
+function topicStatus(code: string): number {
+  return code === ErrorCode.UNKNOWN_DB || code === ErrorCode.UNKNOWN_HANDLE ? 404 : 400;
+}
+
+/**
+ * Opens an event stream on the topics of `?topic=` (docs/protocol.md, "Server-Sent Events").
+ * Everything is checked before the stream starts; the first topic that fails answers with a JSON
+ * `{"error","code"}`. A reconnecting `EventSource`'s `Last-Event-ID` is not read: every stream
+ * starts with fresh snapshots.
+ */
+async function openEventStream(
+  request: Request,
+  url: URL,
+  context: RouteContext,
+  remote: string,
+): Promise<Response> {
+  const refuse = (status: number, code: ErrorCode, error: string) => {
+    context.metrics.inc("gatecast_client_errors_total", { code });
+    return json(status, { error, code });
+  };
+  const asked = url.searchParams.getAll("topic");
+  if (asked.length === 0) {
+    return refuse(400, ErrorCode.BAD_TOPIC, "name at least one topic: /sse?topic=<db>/<handle>/<unit>");
+  }
+  const topics = new Map<string, [TopicName, Handle]>();
+  for (const topic of asked) {
+    try {
+      const resolved = resolveTopic(context, topic);
+      topics.set(resolved[0].key, resolved);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      return refuse(topicStatus(error.code), error.code, error.message);
+    }
+  }
+  const most = context.config.maxSubscriptionsPerConnection;
+  if (topics.size > most) {
+    return refuse(400, ErrorCode.TOO_MANY_SUBSCRIPTIONS, `a stream may hold at most ${most} topics`);
+  }
+  const entered = await enter(request, url, context, remote);
+  if (entered instanceof Response) return entered;
+  if (context.authenticator) {
+    const principal = entered.principal;
+    const forbidden = [...topics.values()].find(([name]) =>
+      !principal || !topicAllowed(principal.topics, name)
+    );
+    if (forbidden) {
+      context.addresses.release(remote);
+      return principal
+        ? refuse(403, ErrorCode.FORBIDDEN, `your token does not grant '${forbidden[0].key}'`)
+        : refuse(
+          401,
+          ErrorCode.UNAUTHENTICATED,
+          "a token is required: Authorization: Bearer <token> or ?token=",
+        );
+    }
+  }
+  const peer = new SsePeer(context, remote);
+  context.connections.add(peer);
+  peer.onGone = () => {
+    if (context.connections.delete(peer)) context.addresses.release(remote);
+  };
+  peer.subscribe(topics.values());
+  context.logger.debug("event stream opened", { sse: peer.id, remote, topics: [...topics.keys()].join(" ") });
+  return new Response(peer.body, {
+    headers: {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      // Proxies such as nginx would otherwise hold the events back.
+      "x-accel-buffering": "no",
+    },
+  });
 }
 
 function upgrade(request: Request, context: RouteContext, remote: string, principal?: Principal): Response {
-  const v1 = offeredProtocols(request.headers.get("sec-websocket-protocol")).includes(SUBPROTOCOL);
+  const offered = offeredProtocols(request.headers.get("sec-websocket-protocol"));
+  const v1 = offered.includes(SUBPROTOCOL);
+  const wamp = !v1 && offered.includes(WAMP_SUBPROTOCOL);
   let upgraded;
   try {
     upgraded = Deno.upgradeWebSocket(request, keepAliveOptions(context.config.keepAliveSeconds));
@@ -177,8 +281,10 @@ function upgrade(request: Request, context: RouteContext, remote: string, princi
     return json(400, { error: `bad WebSocket upgrade: ${(error as Error).message}` });
   }
   const { socket, response } = upgraded;
-  if (v1) response.headers.set("sec-websocket-protocol", SUBPROTOCOL);
-  const connection = new Connection(socket, context, v1, remote, principal);
+  if (v1 || wamp) response.headers.set("sec-websocket-protocol", v1 ? SUBPROTOCOL : WAMP_SUBPROTOCOL);
+  const connection = wamp
+    ? new WampSession(socket, context, remote, principal)
+    : new Connection(socket, context, v1, remote, principal);
   context.connections.add(connection);
   let deadPeerCounted = false;
   // Either event may come alone, or both, or twice: the address slot is given back once, a dead
@@ -190,7 +296,7 @@ function upgrade(request: Request, context: RouteContext, remote: string, princi
       context.metrics.inc("gatecast_clients_dropped_total", { reason: "no_pong" });
     }
   };
-  context.logger.debug("connection opened", { conn: connection.id, remote, v1 });
+  context.logger.debug("connection opened", { conn: connection.id, remote, v1, wamp });
   return response;
 }
 

@@ -32,7 +32,11 @@ export interface FamilyInfo {
  * opened (`metered_source.ts`); README's metrics table lists the same names.
  */
 export const METRIC_FAMILIES: readonly FamilyInfo[] = [
-  { name: "gatecast_connections", type: "gauge", help: "Open WebSocket connections." },
+  {
+    name: "gatecast_connections",
+    type: "gauge",
+    help: "Open client connections: WebSockets (v1, legacy, WAMP) and event streams.",
+  },
   { name: "gatecast_subscriptions", type: "gauge", help: "Subscriptions over all topics." },
   { name: "gatecast_topics", type: "gauge", help: "Topics with at least one subscriber." },
   { name: "gatecast_ticks_total", type: "counter", help: "Poll ticks run." },
@@ -87,7 +91,7 @@ export const METRIC_FAMILIES: readonly FamilyInfo[] = [
   {
     name: "gatecast_upgrades_refused_total",
     type: "counter",
-    help: "WebSocket upgrades refused, by reason.",
+    help: "WebSocket upgrades and event streams refused at the door, by reason.",
     initial: [
       { reason: "origin" },
       { reason: "connection_cap" },

@@ -76,6 +76,7 @@ Deno.test("the contract's example config parses with every default filled in", (
     maxFramesPerSecond: 100,
     firstFrameTimeoutMs: 10_000,
     notifyFrom: "local",
+    wampRealm: "gatecast",
   });
 });
 
@@ -108,6 +109,7 @@ Deno.test("every top-level setting can be given, and $schema is allowed", () => 
     keepAliveSeconds: 5,
     dbRetryMaxMs: 200,
     logLevel: "debug",
+    wampRealm: "plant.floor",
   };
   const config = parseConfig({
     $schema: "./gatecast.schema.json",
@@ -256,7 +258,7 @@ Deno.test("an unknown key at the top or in a database is rejected listing the ac
       "pollIntervalMS: unknown key; accepted keys are $schema, host, port, pollIntervalMs, queryTimeoutMs, " +
         "pointsRefreshPolls, maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, slowClientGraceMs, keepAliveSeconds, dbRetryMaxMs, logLevel, databases, " +
         "handles, auth, legacy, allowedOrigins, trustedProxies, tls, maxConnections, maxConnectionsPerAddress, " +
-        "maxFramesPerSecond, firstFrameTimeoutMs, notifyFrom",
+        "maxFramesPerSecond, firstFrameTimeoutMs, notifyFrom, wampRealm",
     ),
   );
   assert.throws(

@@ -86,7 +86,7 @@ Deno.test("a gauge is read when rendered and when its value is asked for", () =>
   assert.equal(metrics.value("gatecast_connections"), 7);
   assert.equal(
     metrics.render(),
-    "# HELP gatecast_connections Open WebSocket connections.\n# TYPE gatecast_connections gauge\ngatecast_connections 7\n",
+    "# HELP gatecast_connections Open client connections: WebSockets (v1, legacy, WAMP) and event streams.\n# TYPE gatecast_connections gauge\ngatecast_connections 7\n",
   );
 });
 

@@ -189,6 +189,28 @@ export const OPENSSL: Requirement<Record<string, string>> = programsOnPath(["ope
   packages: ["openssl"],
 });
 
+/** Debian's Python, where its python3-autobahn package installs (a PATH `python3` may be another one). */
+export const DEBIAN_PYTHON = "/usr/bin/python3";
+
+/** Debian's autobahn-python, for tests/net/wamp_test.ts's Python client. */
+export const PYTHON_AUTOBAHN: Requirement<string> = {
+  missing: `${DEBIAN_PYTHON} cannot import autobahn (tests/net/wamp_test.ts runs Debian's autobahn-python)`,
+  ways: "install python3-autobahn (apt-get install python3-autobahn)",
+  packages: ["python3-autobahn"],
+  probe() {
+    try {
+      const check = new Deno.Command(DEBIAN_PYTHON, {
+        args: ["-c", "import autobahn.asyncio"],
+        stdout: "null",
+        stderr: "null",
+      })
+        .outputSync();
+      if (check.success) return { state: "found", value: DEBIAN_PYTHON };
+    } catch { /* no Debian python */ }
+    return { state: "missing" };
+  },
+};
+
 /** Where tests/dashboard_test.ts expects Debian's Chromium. */
 export const CHROMIUM_PATH = "/usr/bin/chromium";
 

@@ -7,7 +7,14 @@
  * process around `deno test` can.
  */
 
-import { CHROMIUM, MissingRequirement, OPENSSL, provideAll, type Requirement } from "./requirements.ts";
+import {
+  CHROMIUM,
+  MissingRequirement,
+  OPENSSL,
+  provideAll,
+  PYTHON_AUTOBAHN,
+  type Requirement,
+} from "./requirements.ts";
 import {
   LOCAL_SERVER,
   MARIADB_PROGRAMS,
@@ -29,14 +36,21 @@ export interface TestTaskOptions {
 
 /**
  * What the whole suite needs, the server first: mariadbd for the tests that start servers of
- * their own, openssl for the TLS test, and Chromium only when the browser tests are required
+ * their own, openssl for the TLS test, Debian's autobahn-python for the WAMP test, and Chromium
+ * only when the browser tests are required
  * (without it they are ignored).
  */
 export function suiteRequirements(
   requireBrowser: boolean,
   local: ServerInfo = LOCAL_SERVER,
 ): [Requirement<ServerSource>, ...Requirement<unknown>[]] {
-  return [serverRequirement(local), MARIADB_PROGRAMS, OPENSSL, ...(requireBrowser ? [CHROMIUM] : [])];
+  return [
+    serverRequirement(local),
+    MARIADB_PROGRAMS,
+    OPENSSL,
+    PYTHON_AUTOBAHN,
+    ...(requireBrowser ? [CHROMIUM] : []),
+  ];
 }
 
 /** One line of this task on stderr. */
