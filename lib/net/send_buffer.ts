@@ -50,6 +50,35 @@ function sentCounters(metrics: Metrics): { frames: Counter; bytes: Counter } {
 }
 
 /**
+ * Judges a buffer's size against the limits over time: under the soft limit, over it (hold frames
+ * back), or slow (over the hard limit, or over the soft one for longer than `slowClientGraceMs`).
+ * One judge per client, for WebSockets and event streams alike.
+ *
+ * @example
+ * ```ts
+ * const judge = new SlowClientJudge();
+ * judge.judge(2 << 20, config); // "over_soft" with the default 1 MiB soft limit
+ * ```
+ */
+export class SlowClientJudge {
+  private overSoftSince = 0;
+
+  /** Where a buffer of `buffered` bytes stands now. */
+  judge(buffered: number, limits: SendLimits): SendPressure {
+    const { sendBufferSoftBytes, sendBufferHardBytes, slowClientGraceMs } = limits;
+    if (buffered <= sendBufferSoftBytes) {
+      this.overSoftSince = 0;
+      return "under_soft";
+    }
+    const now = Date.now();
+    if (this.overSoftSince === 0) this.overSoftSince = now;
+    if (buffered > sendBufferHardBytes) return { slow: "slow_hard_limit", buffered };
+    if (now - this.overSoftSince > slowClientGraceMs) return { slow: "slow_grace_expired", buffered };
+    return "over_soft";
+  }
+}
+
+/**
  * Sends a socket's text frames, counting them, and says how full its buffer is.
  *
  * @example
@@ -59,7 +88,7 @@ function sentCounters(metrics: Metrics): { frames: Counter; bytes: Counter } {
  * ```
  */
 export class SendBuffer {
-  private overSoftSince = 0;
+  private readonly judge = new SlowClientJudge();
   /** At least `socket.bufferedAmount`: its last reading plus the bytes sent since. */
   private bufferedBound = 0;
 
@@ -71,20 +100,10 @@ export class SendBuffer {
 
   /** Where the buffer stands against the limits; a `slow` answer means close the client now. */
   pressure(limits: SendLimits): SendPressure {
-    const { sendBufferSoftBytes, sendBufferHardBytes, slowClientGraceMs } = limits;
     // The buffer only drains between reads of it, so while the last reading plus everything
     // sent since stays under the soft limit, so does the buffer: no need to ask the runtime.
-    if (this.bufferedBound > sendBufferSoftBytes) this.bufferedBound = this.socket.bufferedAmount;
-    const buffered = this.bufferedBound;
-    if (buffered <= sendBufferSoftBytes) {
-      this.overSoftSince = 0;
-      return "under_soft";
-    }
-    const now = Date.now();
-    if (this.overSoftSince === 0) this.overSoftSince = now;
-    if (buffered > sendBufferHardBytes) return { slow: "slow_hard_limit", buffered };
-    if (now - this.overSoftSince > slowClientGraceMs) return { slow: "slow_grace_expired", buffered };
-    return "over_soft";
+    if (this.bufferedBound > limits.sendBufferSoftBytes) this.bufferedBound = this.socket.bufferedAmount;
+    return this.judge.judge(this.bufferedBound, limits);
   }
 
   /** Sends one text frame on an open socket; `bytes` is its UTF-8 length when the caller knows it. */

@@ -20,6 +20,7 @@ import { encoderFor } from "../wire/encoders.ts";
 import { type ErrorCode, errorFrame } from "../wire/protocol.ts";
 import { SSE_HEARTBEAT, sseEvent } from "../wire/sse.ts";
 import { utf8Length } from "../wire/utf8.ts";
+import { SlowClientJudge } from "./send_buffer.ts";
 
 /** What a stream needs from the rest of the server. */
 export interface SseContext {
@@ -73,7 +74,7 @@ export class SsePeer implements Peer {
   private readonly subscriptions = new Map<string, Subscription>();
   private readonly heartbeat: ReturnType<typeof setInterval>;
   private readonly sent: { frames: Counter; bytes: Counter };
-  private overSoftSince = 0;
+  private readonly judge = new SlowClientJudge();
   private closed = false;
 
   /**
@@ -117,22 +118,15 @@ export class SsePeer implements Peer {
   /** Implements {@link Peer.admit}: checks the stream's queued bytes before a frame. */
   admit(): "send" | "skip" | "dropped" {
     if (this.closed) return "dropped";
-    const { sendBufferSoftBytes, sendBufferHardBytes, slowClientGraceMs } = this.context.config;
     // desiredSize is the high-water mark (0) less the bytes queued.
-    const buffered = -(this.controller.desiredSize ?? 0);
-    if (buffered <= sendBufferSoftBytes) {
-      this.overSoftSince = 0;
-      return "send";
+    const pressure = this.judge.judge(-(this.controller.desiredSize ?? 0), this.context.config);
+    if (pressure === "under_soft") return "send";
+    if (pressure === "over_soft") {
+      this.context.metrics.inc("gatecast_frames_held_back_total");
+      return "skip";
     }
-    const now = Date.now();
-    if (this.overSoftSince === 0) this.overSoftSince = now;
-    const overHard = buffered > sendBufferHardBytes;
-    if (overHard || now - this.overSoftSince > slowClientGraceMs) {
-      this.dropSlow(overHard ? "slow_hard_limit" : "slow_grace_expired", buffered);
-      return "dropped";
-    }
-    this.context.metrics.inc("gatecast_frames_held_back_total");
-    return "skip";
+    this.dropSlow(pressure.slow, pressure.buffered);
+    return "dropped";
   }
 
   /** Implements {@link Peer.send}. */
