@@ -339,7 +339,7 @@ async function watchReconnect(candidate: Candidate, port: number, clock: () => n
     events.set(key, (events.get(key) ?? 0) + 1);
   };
   const connections = await candidate.open(port, onEvent);
-  const channel = "gatecast:bench:reconnect";
+  const channel = `gatecast:bench:reconnect:${crypto.randomUUID()}`;
   const watch: ReconnectWatch = {
     client: candidate.name,
     events,
