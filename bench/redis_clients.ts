@@ -100,7 +100,8 @@ const nodeRedis: Candidate = {
       get: async (key) => await publisher.get(key),
       incr: async (key) => await publisher.incr(key),
       async renew(key, token, ms) {
-        return Number(await publisher.eval(RENEW_SCRIPT, { keys: [key], arguments: [token, String(ms)] }));
+        // Redis's EVAL runs the Lua script on the server; sent as a plain command.
+        return Number(await publisher.sendCommand(["EVAL", RENEW_SCRIPT, "1", key, token, String(ms)]));
       },
       async del(key) {
         await publisher.del(key);
@@ -142,7 +143,8 @@ const ioredis: Candidate = {
       get: async (key) => await publisher.get(key),
       incr: async (key) => await publisher.incr(key),
       async renew(key, token, ms) {
-        return Number(await publisher.eval(RENEW_SCRIPT, 1, key, token, String(ms)));
+        // Redis's EVAL runs the Lua script on the server; sent as a plain command.
+        return Number(await publisher.call("EVAL", RENEW_SCRIPT, "1", key, token, String(ms)));
       },
       async del(key) {
         await publisher.del(key);
