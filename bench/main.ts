@@ -10,13 +10,15 @@
  *   deno task bench --scenarios latency                      commit to client: polling, /notify, binlog
  *   deno task bench --scenarios fanout --profile /tmp/prof   gatecast runs with --cpu-prof
  *   deno task bench --scenarios fanout --staggered-joins     each subscriber of a topic at its own seq
+ *   deno task bench --scenarios cluster                      3 nodes through Redis, failover, 2 nodes vs 1
  *
  * Scenarios: `fanout` (gatecast and the ceiling), `crowd` (idle RSS per connection, then a
  * push to all of them), `db` (queries and duration per tick), `rows` (a handle of the
  * configuration at 1,000 units: queries, tick, frames and CPU per tick), `deltas` (bytes per tick),
  * `startup` (time to listening), `latency` (commit to client by polling, `/notify` and binlog, in
- * bench/latency.ts). The database is a throw-away `mariadbd`, so that its
- * `Com_select` counts only gatecast's queries, unless `--mysql-url` names one.
+ * bench/latency.ts), `cluster` (three nodes sharing one poll through Redis: queries, Redis messages,
+ * CPU per frame, failover, two nodes against one; in bench/cluster.ts). The database is a throw-away
+ * `mariadbd`, so that its `Com_select` counts only gatecast's queries, unless `--mysql-url` names one.
  */
 
 import { parseArgs } from "node:util";
@@ -34,11 +36,12 @@ import {
 } from "./processes.ts";
 import type { LoadReport, TickArrivals } from "./load_client.ts";
 import type { LatencyRun } from "./latency.ts";
+import { CLUSTER_FULL, CLUSTER_QUICK, CLUSTER_SMOKE, clusterScenario, clusterTargets } from "./cluster.ts";
 
 /** MariaDB's own default InnoDB buffer pool: the bench plant (30 MiB at 1,000 units) fits in it. */
 const MARIADB_DEFAULT_BUFFER_POOL_MIB = 128;
 
-const SCENARIOS = ["fanout", "crowd", "db", "rows", "deltas", "startup", "latency"] as const;
+const SCENARIOS = ["fanout", "crowd", "db", "rows", "deltas", "startup", "latency", "cluster"] as const;
 type Scenario = typeof SCENARIOS[number];
 
 /** Sizes of every scenario; `--quick` shrinks them. */
@@ -58,6 +61,7 @@ const FULL = {
   deltas: { devices: 20, fractions: [0, 0.05, 1], intervalMs: 200, ticks: 15 },
   startup: { runs: 5 },
   latency: { changes: 200, idleSeconds: 10 },
+  cluster: CLUSTER_FULL,
 };
 const QUICK: typeof FULL = {
   fanout: { clients: 400, topics: 20, bytes: 5000, intervalMs: 100, warmupMs: 1500, windowMs: 4000 },
@@ -75,6 +79,7 @@ const QUICK: typeof FULL = {
   deltas: { devices: 20, fractions: [0, 0.05, 1], intervalMs: 200, ticks: 10 },
   startup: { runs: 3 },
   latency: { changes: 200, idleSeconds: 5 },
+  cluster: CLUSTER_QUICK,
 };
 
 /** Extra `deno run` flags for gatecast (`--profile <dir>` adds `--cpu-prof`). */
@@ -97,6 +102,7 @@ const SMOKE: typeof FULL = {
   deltas: { devices: 20, fractions: [0, 0.05, 1], intervalMs: 200, ticks: 3 },
   startup: { runs: 1 },
   latency: { changes: 20, idleSeconds: 2 },
+  cluster: CLUSTER_SMOKE,
 };
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -807,6 +813,7 @@ function targets(results: Record<string, any>) {
       }
     }
   }
+  if (results.cluster) rows.push(...clusterTargets(results.cluster));
   if (results.startup) {
     add("start to listening <= 300 ms", `${results.startup.medianMs} ms`, results.startup.medianMs <= 300);
   }
@@ -867,7 +874,16 @@ async function main(): Promise<void> {
   };
   const started = performance.now();
   try {
-    const run = { fanout, crowd, db: database, rows: customHandle, deltas, startup, latency };
+    const run = {
+      fanout,
+      crowd,
+      db: database,
+      rows: customHandle,
+      deltas,
+      startup,
+      latency,
+      cluster: clusterScenario,
+    };
     for (const scenario of chosen) {
       console.error(`bench: ${scenario}...`);
       // deno-lint-ignore no-explicit-any

@@ -227,7 +227,8 @@ function render(state) {
   if (state.reason === "snapshot" || state.reason === "update") draw(state);
   const what = state.frames === "points" ? "points" : "rows";
   const key = state.frames === "rows" ? ` · key ${state.key.join(", ")}` : "";
-  meta.textContent = `${state.rows.length} ${what}${key} · seq ${state.seq} · last change ${
+  const epoch = state.epoch === undefined ? "" : ` · epoch ${state.epoch}`;
+  meta.textContent = `${state.rows.length} ${what}${key} · seq ${state.seq}${epoch} · last change ${
     formatTime(state.ts)
   }`;
 }

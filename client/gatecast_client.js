@@ -1,7 +1,8 @@
 // @ts-check
 /**
  * gatecast's client SDK: connect, subscribe to topics, keep each topic's rows up to date from
- * `snapshot` and `update` frames, reconnect with backoff and resubscribe, resubscribe on a `seq` gap.
+ * `snapshot` and `update` frames, reconnect with backoff and resubscribe, resubscribe on a `seq` gap or
+ * another `epoch`.
  * A topic's rows are keyed by its key columns: the snapshot's `key` for the handles of the
  * configuration (`upsert` and `delete` applied by key), `address` and `code` for `real`'s points
  * (`changes` applied by key). The subscriptions made in one turn of the event loop go out as one
@@ -49,15 +50,18 @@ export const MAX_BATCH_BYTES = 16384;
 /** @typedef {number | string} FrameId */
 /** @typedef {{ type: "subscribed" | "unsubscribed", id?: FrameId, topic: string }} AckFrame */
 /**
- * A snapshot: `real`'s carries `points`, a configured handle's carries `key` and `rows`.
- * @typedef {{ type: "snapshot", topic: string, seq: number, ts: number, points?: Point[], key?: string[], rows?: Row[] }} SnapshotFrame
+ * A snapshot: `real`'s carries `points`, a configured handle's carries `key` and `rows`. `seq` is the
+ * topic's current number (any number from 1, shared by every subscriber) and `epoch` names the run of
+ * the topic's sequence (absent from servers older than the shared sequence).
+ * @typedef {{ type: "snapshot", topic: string, seq: number, epoch?: string, ts: number, points?: Point[], key?: string[], rows?: Row[] }} SnapshotFrame
  */
 /**
  * An update: `real`'s carries `changes`, a configured handle's carries `upsert` (a known row's key
- * and changed columns, or a new row whole) and `delete` (key columns).
- * @typedef {{ type: "update", topic: string, seq: number, ts: number, changes?: PointChange[], upsert?: Row[], delete?: Row[] }} UpdateFrame
+ * and changed columns, or a new row whole) and `delete` (key columns). It follows the frame held
+ * when its `epoch` is the same and its `seq` the next number.
+ * @typedef {{ type: "update", topic: string, seq: number, epoch?: string, ts: number, changes?: PointChange[], upsert?: Row[], delete?: Row[] }} UpdateFrame
  */
-/** @typedef {{ type: "stale", topic: string, code: string, message: string }} StaleFrame */
+/** A topic that cannot be served now; it takes no `seq`. @typedef {{ type: "stale", topic: string, epoch?: string, code: string, message: string }} StaleFrame */
 /** @typedef {{ type: "pong", id?: FrameId }} PongFrame */
 /** `topic` names the topic of a batch frame the error is about. @typedef {{ type: "error", id?: FrameId, code: string, message: string, topic?: string }} ErrorFrame */
 /** A frame the server sends (protocol v1). @typedef {AckFrame | SnapshotFrame | UpdateFrame | StaleFrame | PongFrame | ErrorFrame} ServerFrame */
@@ -98,7 +102,11 @@ export const MAX_BATCH_BYTES = 16384;
  * @property {ReadonlyMap<string, readonly string[]>} changedColumns for each key in `changed`, the
  *   columns whose value changed (every column of a new row)
  * @property {ReadonlySet<string>} removed {@link rowKey}s of the rows gone with this frame
- * @property {number} seq the last `seq` applied (0 before the first snapshot)
+ * @property {number} seq the last `seq` applied: the topic's own number, shared by every subscriber
+ *   (0 before the first snapshot)
+ * @property {string | undefined} epoch the `epoch` of the last `snapshot` or `update` applied: the run of
+ *   the topic's sequence that `seq` counts in (`undefined` before the first snapshot, or from a server
+ *   that sends none)
  * @property {number} ts time (ms since the epoch) of the poll that last changed the topic
  * @property {{ code: string, message: string } | undefined} stale set while the topic cannot be served (its
  *   database or its handle failing): its `code` (`SOURCE_UNAVAILABLE`, `HANDLE_FAILED`, `TOO_MANY_ROWS`) and message
@@ -218,7 +226,7 @@ export function backoffDelay(attempt, options = {}, random = Math.random) {
  * by {@link rowKey}. `pendingId` is the id of the frame that last asked the server for it,
  * until the answer (`subscribed` or an error) comes; 0 when answered. `held` says whether the
  * server holds it on this connection, as far as its answers tell.
- * @typedef {{ topic: string, handlers: Set<TopicHandler>, frames: "points" | "rows" | undefined, key: readonly string[], rows: Row[], index: Map<string, number>, seq: number, ts: number, stale: { code: string, message: string } | undefined, error: { code: string, message: string } | undefined, resyncing: boolean, pendingId: number, held: boolean }} Entry
+ * @typedef {{ topic: string, handlers: Set<TopicHandler>, frames: "points" | "rows" | undefined, key: readonly string[], rows: Row[], index: Map<string, number>, seq: number, epoch: string | undefined, ts: number, stale: { code: string, message: string } | undefined, error: { code: string, message: string } | undefined, resyncing: boolean, pendingId: number, held: boolean }} Entry
  */
 
 const encoder = new TextEncoder();
@@ -352,6 +360,7 @@ export class GatecastClient {
         rows: [],
         index: new Map(),
         seq: 0,
+        epoch: undefined,
         ts: 0,
         stale: undefined,
         error: undefined,
@@ -527,7 +536,9 @@ export class GatecastClient {
     entry.key = frame.rows ? frame.key ?? [] : POINT_KEY;
     entry.rows = (frame.rows ?? frame.points ?? []).slice();
     entry.index = indexOf(entry.rows, entry.key);
+    // Any seq is a base: a snapshot carries the topic's current number, not 1.
     entry.seq = frame.seq;
+    entry.epoch = frame.epoch;
     entry.ts = frame.ts;
     entry.resyncing = false;
     entry.error = undefined;
@@ -546,14 +557,16 @@ export class GatecastClient {
   /**
    * An update applied to the rows held: `delete` removes rows by key, `upsert` (or `real`'s
    * `changes`) merges into a known row and appends a new one, so the rows stay in the server's
-   * order. A `seq` gap, or a frame that does not fit the rows held (an unknown row to delete, a
-   * new row that is not whole), means a frame was lost: subscribe again for a fresh snapshot.
+   * order. A `seq` gap, another `epoch` (the topic's sequence started again: a server restart, a
+   * new cluster leaseholder), or a frame that does not fit the rows held (an unknown row to delete, a
+   * new row that is not whole) means the rows held are no base for it: subscribe again for a fresh
+   * snapshot. A server that sends no `epoch` compares as `undefined` to `undefined`.
    * @param {UpdateFrame} frame
    */
   #update(frame) {
     const entry = this.#topics.get(frame.topic);
     if (!entry || entry.resyncing) return;
-    const applied = frame.seq === entry.seq + 1
+    const applied = frame.epoch === entry.epoch && frame.seq === entry.seq + 1
       ? applyUpdate(
         entry.rows,
         entry.index,
@@ -810,6 +823,7 @@ function stateOf(entry, reason, change) {
     changedColumns: change.changedColumns,
     removed: change.removed,
     seq: entry.seq,
+    epoch: entry.epoch,
     ts: entry.ts,
     stale: entry.stale,
     error: entry.error,

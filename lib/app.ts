@@ -5,6 +5,7 @@
 
 import { Authenticator } from "./net/auth.ts";
 import { BinlogFollower } from "./sources/binlog.ts";
+import { Cluster } from "./cluster/cluster.ts";
 import { retryCap } from "./ops/backoff.ts";
 import type { Config, DatabaseSettings } from "./config/config.ts";
 import type { Connection } from "./net/connection.ts";
@@ -96,6 +97,8 @@ export interface App {
   readonly registry: Registry;
   /** The poller (its health map backs `/healthz`). */
   readonly poller: Poller;
+  /** This node's part of the cluster (`cluster` set), else `undefined`. */
+  readonly cluster: Cluster | undefined;
   /** Closes every client with 1001, stops polling, stops listening and closes the databases. */
   stop(): Promise<void>;
   /** Applies a new configuration without dropping connections (SIGHUP; see `lib/reload.ts`). */
@@ -219,9 +222,23 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
   const sources = meter(options.sources ?? openSources(config), metrics);
   // WebSocket connections and event streams: both count against the connection cap.
   const connections = new Set<Connection | SsePeer | WampSession>();
-  // The registry calls back into the poller, which is created next (the callback runs later).
-  const registry = new Registry((group) => poller.pollNow(group));
+  // The registry calls back into the cluster and the poller, created next (the callbacks run later).
+  const registry = new Registry(
+    (group, topic) => cluster ? cluster.topicAdded(group, topic) : poller.pollNow(group),
+    (topic) => cluster?.topicRemoved(topic),
+  );
   const handles = createHandles(config, { metrics, logger });
+  // Connections read the configuration through `current`, so that a reload reaches them.
+  let current = config;
+  const cluster = config.cluster && new Cluster({
+    settings: config.cluster,
+    registry,
+    metrics,
+    logger,
+    pollIntervalMs: config.pollIntervalMs,
+    knows: (db) => db in current.databases,
+    pollNow: (group) => poller.pollNow(group),
+  });
   const poller = new Poller(
     registry,
     sources,
@@ -230,11 +247,10 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     metrics,
     logger,
     retryCap(config),
+    cluster,
   );
   // Started with the poller, once nothing can fail any more; `/healthz` reads it before.
   let followers = new Map<string, BinlogFollower>();
-  // Connections read the configuration through `current`, so that a reload reaches them.
-  let current = config;
   let accepting = true;
 
   metrics.gauge("gatecast_connections", () => connections.size);
@@ -282,6 +298,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
         databases: poller.health,
         binlog: new Map([...followers].map(([db, follower]) => [db, follower.status])),
         handles: poller.failingHandles.values(),
+        cluster: cluster?.health(),
       });
       return { healthy: body.status === "ok", body };
     },
@@ -289,6 +306,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
   const { listener, addr } = await Listener.start(
     {
       hostname: config.host,
+      reusePort: config.reusePort,
       port: config.port,
       ...tls,
       failureFields: () => ({
@@ -318,6 +336,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     metrics.gauge("gatecast_open_descriptors", () => watch.latest.open);
     metrics.gauge("gatecast_unaccounted_connections", () => watch.latest.unaccounted);
   }
+  cluster?.start();
   poller.start();
   followers = startBinlogFollowers(config, { registry, poller, metrics, logger });
   poller.tick(); // probe databases at once, so /healthz is right from the start
@@ -327,6 +346,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     databases: Object.keys(config.databases).join(","),
     tls: tls !== undefined,
     auth: config.auth.mode,
+    ...(cluster ? { cluster: cluster.node } : {}),
     maxConnections: cap,
     openFileLimit: openFiles ?? "unknown",
   });
@@ -350,6 +370,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     metrics,
     registry,
     poller,
+    cluster,
     async reload(next) {
       const changes = await applyReload(
         {
@@ -376,6 +397,8 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
         for (const connection of connections) connection.close(CloseCode.GOING_AWAY, "server shutting down");
         await Promise.all([...followers.values()].map((follower) => follower.stop()));
         await poller.stop();
+        // After the last poll: the leases are given up, other nodes take the groups over at once.
+        await cluster?.stop();
         // Let the close frames go out before the listener ends what is left.
         const closeDeadline = Date.now() + SHUTDOWN_LISTENER_GRACE_MS;
         while (connections.size > 0 && Date.now() < closeDeadline) {

@@ -147,20 +147,30 @@ withPlant("closing the socket removes its subscriptions at once", async (_db, ap
 });
 
 withPlant(
-  "subscribing twice is one subscription and starts seq over with a fresh snapshot",
+  "subscribing twice is one subscription and answers a fresh snapshot at the topic's current seq",
   async (db, app) => {
     const client = await TestClient.open(app.wsUrl, "gatecast.v1");
     client.send({ type: "subscribe", id: 1, topic: "plant1/real/12" });
     await client.expect("subscribed");
-    await client.expect("snapshot");
+    const first = await client.expect("snapshot");
+    assert.deepEqual(first.seq, 1);
+    assert.ok(typeof first.epoch === "string" && first.epoch !== "", `epoch of ${JSON.stringify(first)}`);
     await db.query("UPDATE device_data_real SET ua = 1 WHERE equip_address = 'GW1'");
-    assert.deepEqual((await client.expect("update")).seq, 2);
+    const update = await client.expect("update");
+    assert.deepEqual([update.seq, update.epoch], [2, first.epoch]);
     client.send({ type: "subscribe", id: 2, topic: "plant1/real/12" });
     assert.deepEqual(await client.next(), { type: "subscribed", id: 2, topic: "plant1/real/12" });
+    // The topic's sequence goes on: the fresh snapshot is at its current seq, in the same epoch.
     const snapshot = await client.expect("snapshot");
-    assert.deepEqual(snapshot.seq, 1);
+    assert.deepEqual([snapshot.seq, snapshot.epoch], [2, first.epoch]);
+    assert.deepEqual(snapshot.ts, update.ts);
     assert.deepEqual(snapshot.points[0].value, 1);
     assert.deepEqual(app.registry.subscriptionCount, 1);
+    // The next change follows that snapshot: seq 3, still the same epoch.
+    await db.query("UPDATE device_data_real SET ua = 2 WHERE equip_address = 'GW1'");
+    const next = await client.expect("update");
+    assert.deepEqual([next.seq, next.epoch], [3, first.epoch]);
+    assert.deepEqual(next.changes, [{ address: "GW1", code: "ua", value: 2 }]);
     await client.close();
   },
 );

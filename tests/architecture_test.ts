@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 
 /** The folders of lib/ in the order data flows through them. */
-const FLOW = ["config", "sources", "handles", "hub", "wire", "net"] as const;
+const FLOW = ["config", "sources", "handles", "hub", "cluster", "wire", "net"] as const;
 /** Folders any module may import, and that may import anything. */
 const FREE = ["ops"];
 

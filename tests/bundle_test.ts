@@ -43,7 +43,11 @@ Deno.test("the bundle runs with the documented permissions: /healthz 200, dashbo
     );
     proc = await startGatecastProcess(
       bundle,
-      ["--allow-net", `--allow-read=${dir}`, "--allow-env=GATECAST_*"],
+      [
+        "--allow-net",
+        `--allow-read=${dir}`,
+        "--allow-env=GATECAST_*,REDIS_DEBUG_MAINTENANCE,REDIS_EMIT_DIAGNOSTICS",
+      ],
       ["--config", `${dir}/gatecast.json`, "--port", "0"],
       { GATECAST_PLANT1_PASSWORD: db.settings.password },
     );

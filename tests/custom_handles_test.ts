@@ -65,6 +65,7 @@ function withPlant(
   settings: Record<string, unknown> = {},
 ) {
   Deno.test(name, async () => {
+    epochs.clear();
     const db = await seedTestDatabase();
     try {
       for (const sql of [...TABLES, ...ROWS]) await db.query(sql);
@@ -83,21 +84,53 @@ function withPlant(
   });
 }
 
-/** Asserts a numbered frame exactly; its `ts` only has to be a recent time. */
+/**
+ * The `epoch` of each topic's frames in the running test, set by the topic's first frame: every
+ * test's topics keep one epoch (one server run, each topic subscribed throughout). Cleared as
+ * each test starts.
+ */
+const epochs = new Map<string, string>();
+
+/**
+ * Asserts that a `snapshot`, `update` or `stale` frame carries a non-empty string `epoch`, the
+ * same as the earlier frames of its topic in this test; returns it.
+ */
+function assertEpoch(frame: Frame): string {
+  const epoch = frame.epoch;
+  assert.ok(typeof epoch === "string" && epoch !== "", `epoch of ${JSON.stringify(frame)}`);
+  const known = epochs.get(frame.topic);
+  if (known === undefined) epochs.set(frame.topic, epoch);
+  else assert.equal(epoch, known, `the epoch of ${frame.topic} stays the same`);
+  return epoch;
+}
+
+/** Asserts a numbered frame exactly; its `ts` only has to be a recent time, its `epoch` as {@link assertEpoch}. */
 function assertFrame(frame: Frame, expected: Record<string, unknown>): void {
   assert.ok(
     typeof frame.ts === "number" && Math.abs(frame.ts - Date.now()) < 60_000,
     `ts of ${JSON.stringify(frame)}`,
   );
-  assert.deepEqual(frame, { ...expected, ts: frame.ts });
+  const epoch = assertEpoch(frame);
+  assert.deepEqual(frame, { ...expected, epoch, ts: frame.ts });
 }
 
-/** A v1 client subscribed to `topic`, its `subscribed` frame checked, its snapshot returned. */
+/** Asserts a `stale` frame exactly, its `epoch` as {@link assertEpoch}. */
+function assertStale(frame: Frame, expected: Record<string, unknown>): void {
+  const epoch = assertEpoch(frame);
+  assert.deepEqual(frame, { ...expected, epoch });
+}
+
+/**
+ * A v1 client subscribed to `topic`, its `subscribed` frame checked, its snapshot returned (its
+ * `epoch` checked and taken as the topic's).
+ */
 async function subscriber(app: TestApp, topic: string): Promise<{ client: TestClient; snapshot: Frame }> {
   const client = await TestClient.open(app.wsUrl, "gatecast.v1");
   client.send({ type: "subscribe", id: 1, topic });
   assert.deepEqual(await client.next(), { type: "subscribed", id: 1, topic });
-  return { client, snapshot: await client.expect("snapshot") };
+  const snapshot = await client.expect("snapshot");
+  assertEpoch(snapshot);
+  return { client, snapshot };
 }
 
 /** Resolves once `n` more queries of database `db` have completed (each poll of a group is one). */
@@ -185,10 +218,11 @@ withPlant(
     const both = await TestClient.open(app.wsUrl, "gatecast.v1");
     both.send({ type: "subscribe", id: 1, topic: "plant1/tanks/north" });
     both.send({ type: "subscribe", id: 2, topic: "plant1/tanks/south" });
+    // Each topic's one sequence: a later subscriber gets the same snapshot, seq and epoch included.
     await both.expect("subscribed");
-    await both.expect("snapshot");
+    assert.deepEqual(await both.expect("snapshot"), north.snapshot);
     await both.expect("subscribed");
-    await both.expect("snapshot");
+    assert.deepEqual(await both.expect("snapshot"), south.snapshot);
 
     await db.query("UPDATE tank_level SET level_m = 6.5 WHERE site = 'south'");
     const expected = {
@@ -198,8 +232,10 @@ withPlant(
       upsert: [{ tank_id: 1, level_m: 6.5 }],
       delete: [],
     };
-    assertFrame(await south.client.expect("update"), expected);
-    assertFrame(await both.expect("update"), expected);
+    const update = await south.client.expect("update");
+    assertFrame(update, expected);
+    // Fan-out sends every subscriber of the topic the same frame.
+    assert.deepEqual(await both.expect("update"), update);
     await queriesPass(app, "plant1", 3);
     assert.deepEqual(north.client.pending, 0);
     assert.deepEqual(both.pending, 0);
@@ -371,7 +407,7 @@ withPlant(
     await db.query("DROP TABLE tank_level");
     const message =
       `handle 'tanks': database 'plant1': ER_NO_SUCH_TABLE: Table '${db.settings.database}.tank_level' doesn't exist`;
-    assert.deepEqual(await tanks.client.next(), {
+    assertStale(await tanks.client.next(), {
       type: "stale",
       topic: "plant1/tanks/north",
       code: "HANDLE_FAILED",
@@ -429,7 +465,9 @@ withPlant(
 withPlant("a failing handle whose last subscriber leaves no longer shows on /healthz", async (db, app) => {
   const tanks = await subscriber(app, "plant1/tanks/north");
   await db.query("DROP TABLE tank_level");
-  assert.deepEqual((await tanks.client.expect("stale")).code, "HANDLE_FAILED");
+  const stale = await tanks.client.expect("stale");
+  assert.deepEqual(stale.code, "HANDLE_FAILED");
+  assertEpoch(stale);
   assert.deepEqual((await health(app)).status, 503);
   await tanks.client.close();
   await waitFor("the handle to leave /healthz", async () => (await health(app)).status === 200);
@@ -456,13 +494,13 @@ withPlant(
       stale.message,
       /^handle 'tanks': database 'plant1': ER_BAD_FIELD_ERROR: Unknown column 'tank_id' in '[^']+'$/,
     );
-    assert.deepEqual(stale, {
+    assertStale(stale, {
       type: "stale",
       topic: "plant1/tanks/north",
       code: "HANDLE_FAILED",
       message: stale.message,
     });
-    assert.deepEqual(await levels.client.next(), {
+    assertStale(await levels.client.next(), {
       type: "stale",
       topic: "plant1/levels/north",
       code: "HANDLE_FAILED",
@@ -474,7 +512,9 @@ withPlant(
       "plant1/tanks",
     ]);
     await db.query("UPDATE alarm SET severity = 3 WHERE id = 3");
-    assert.deepEqual((await alarms.client.expect("snapshot")).seq, 2, "the reordered alarms still flow");
+    const reordered = await alarms.client.expect("snapshot");
+    assert.deepEqual(reordered.seq, 2, "the reordered alarms still flow");
+    assertEpoch(reordered);
     for (const { client } of [tanks, levels, alarms]) await client.close();
   },
   {
@@ -610,6 +650,7 @@ withPlant(
 );
 
 Deno.test("a handle's own pollIntervalMs is honoured, faster or slower than the global interval", async () => {
+  epochs.clear();
   const db = await seedTestDatabase();
   try {
     for (const sql of [...TABLES, ...ROWS]) await db.query(sql);

@@ -4,7 +4,9 @@
  * topics, unsubscribing, the backoff schedule, and dashboards of many topics: batch frames,
  * resubscribing in batches, and retries of what the rate limit dropped. Then the rows of the
  * configuration's handles, over the demo plant's SQLite database with the demo's handles: after
- * every change made in the database, the SDK's rows equal the handle's query result.
+ * every change made in the database, the SDK's rows equal the handle's query result. The rules of
+ * the shared sequence (a snapshot at any `seq` is a base, another `epoch` means subscribe again,
+ * no `epoch` from older servers) against a WebSocket endpoint that sends hand-written frames.
  */
 
 import assert from "node:assert/strict";
@@ -220,12 +222,196 @@ Deno.test("a seq gap makes the client subscribe again and end on the latest poin
       await db.query("UPDATE device_data_real SET ua = 2 WHERE equip_address = 'B1'"); // seq 3: a gap
       const fresh = await rec.until(
         "the fresh snapshot",
-        (s) => s?.reason === "snapshot" && s.seq === 1 && rec.states.length > 1,
+        (s) => s?.reason === "snapshot" && rec.states.length > 1,
       );
       assert.deepEqual(rec.values(fresh), { "B1.ua": 2, "B1.ia": 5, "B2.ua": 231 });
       assert.deepEqual([...fresh.changed], ['["B1","ua"]']);
-      assert.deepEqual(rec.states.map((s) => `${s.reason}:${s.seq}`), ["snapshot:1", "snapshot:1"]);
+      assert.deepEqual(rec.states.map((s) => `${s.reason}:${s.seq}`), ["snapshot:1", "snapshot:3"]);
       assert.deepEqual(sent, [
+        { type: "subscribe", id: 1, topics: [TOPIC] },
+        { type: "subscribe", id: 2, topics: [TOPIC] },
+      ]);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+/** A WebSocket endpoint on 127.0.0.1 that sends only the frames a test writes by hand. */
+interface ScriptedServer {
+  /** `ws://127.0.0.1:<port>/ws` */
+  readonly url: string;
+  /** Sends a frame to the connection the client opened last. */
+  send(frame: Record<string, unknown>): void;
+}
+
+/** Runs `fn` with a {@link ScriptedServer}, then shuts it down, whether `fn` passed or failed. */
+async function withScriptedServer(fn: (server: ScriptedServer) => Promise<void>): Promise<void> {
+  let socket: WebSocket | undefined;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const upgrade = Deno.upgradeWebSocket(request, { protocol: "gatecast.v1" });
+    socket = upgrade.socket;
+    return upgrade.response;
+  });
+  const send = (frame: Record<string, unknown>) => {
+    if (socket?.readyState !== WebSocket.OPEN) throw new Error("the client is not connected");
+    socket.send(JSON.stringify(frame));
+  };
+  try {
+    await fn({ url: `ws://127.0.0.1:${server.addr.port}/ws`, send });
+  } finally {
+    socket?.close();
+    await server.shutdown();
+  }
+}
+
+/** One of `TOPIC`'s points as the server sends it: `B1`'s `ua`. */
+function boilerPoint(value: number): Record<string, unknown> {
+  return {
+    code: "ua",
+    recode: "UA",
+    name: "ua",
+    rename: "Boiler 1 voltage",
+    show_id: 1,
+    address: "B1",
+    gateway_id: 1,
+    address_type: "modbus",
+    value,
+  };
+}
+
+/** A hand-written snapshot of `TOPIC`, with `epoch` left out when `undefined` (an older server). */
+function pointsSnapshot(seq: number, epoch: string | undefined, value: number): Record<string, unknown> {
+  return {
+    type: "snapshot",
+    topic: TOPIC,
+    seq,
+    epoch,
+    ts: 1764121212000 + seq,
+    points: [boilerPoint(value)],
+  };
+}
+
+/** A hand-written update of `TOPIC`'s one point, with `epoch` left out when `undefined`. */
+function pointsUpdate(seq: number, epoch: string | undefined, value: number): Record<string, unknown> {
+  return {
+    type: "update",
+    topic: TOPIC,
+    seq,
+    epoch,
+    ts: 1764121212000 + seq,
+    changes: [{ address: "B1", code: "ua", value }],
+  };
+}
+
+/** `reason:seq:epoch` of every state, for comparing sequences at a glance. */
+function seqTrail(rec: Recorder): string[] {
+  return rec.states.map((s) => `${s.reason}:${s.seq}:${s.epoch}`);
+}
+
+/** The frames a {@link recordingWebSocket} recorded, without their sizes. */
+function framesSent(sent: SentFrame[]): Record<string, unknown>[] {
+  return sent.map(({ bytes: _, ...frame }) => frame);
+}
+
+Deno.test("a snapshot at the topic's current seq (57) is the base: the update 58 of its epoch is applied, and a later snapshot at any seq becomes the new base, with no subscribe again", async () => {
+  await withScriptedServer(async (server) => {
+    const rec = new Recorder();
+    const sent: SentFrame[] = [];
+    const client = new GatecastClient(server.url, { ...FAST, WebSocket: recordingWebSocket(sent) });
+    try {
+      client.subscribe(TOPIC, rec.handler);
+      await waitFor("the subscribe", () => sent.length === 1);
+      server.send({ type: "subscribed", id: 1, topic: TOPIC });
+      server.send(pointsSnapshot(57, "k3x9-1", 230));
+      server.send(pointsUpdate(58, "k3x9-1", 229.5));
+      const update = await rec.until("the update", (s) => s?.reason === "update");
+      assert.deepEqual(rec.values(update), { "B1.ua": 229.5 });
+      assert.deepEqual(update.ts, 1764121212058);
+      // A fresh snapshot (after being held back as slow, say) skips numbers: it is a base all the same.
+      server.send(pointsSnapshot(61, "k3x9-1", 228));
+      server.send(pointsUpdate(62, "k3x9-1", 227));
+      const last = await rec.until("the update after the snapshot", (s) => s?.seq === 62);
+      assert.deepEqual(rec.values(last), { "B1.ua": 227 });
+      server.send({
+        type: "stale",
+        topic: TOPIC,
+        epoch: "k3x9-1",
+        code: "SOURCE_UNAVAILABLE",
+        message: "down",
+      });
+      const stale = await rec.until("stale", (s) => s?.reason === "stale");
+      assert.deepEqual([stale.seq, stale.epoch, rec.values(stale)], [62, "k3x9-1", { "B1.ua": 227 }]);
+      assert.deepEqual(seqTrail(rec), [
+        "snapshot:57:k3x9-1",
+        "update:58:k3x9-1",
+        "snapshot:61:k3x9-1",
+        "update:62:k3x9-1",
+        "stale:62:k3x9-1",
+      ]);
+      assert.deepEqual(framesSent(sent), [{ type: "subscribe", id: 1, topics: [TOPIC] }]);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+Deno.test("an update of another epoch makes the client subscribe again even with the next seq; the new epoch's snapshot is the base", async () => {
+  await withScriptedServer(async (server) => {
+    const rec = new Recorder();
+    const sent: SentFrame[] = [];
+    const client = new GatecastClient(server.url, { ...FAST, WebSocket: recordingWebSocket(sent) });
+    try {
+      client.subscribe(TOPIC, rec.handler);
+      await waitFor("the subscribe", () => sent.length === 1);
+      server.send({ type: "subscribed", id: 1, topic: TOPIC });
+      server.send(pointsSnapshot(57, "k3x9-1", 230));
+      await rec.until("the snapshot", (s) => s?.reason === "snapshot");
+      // The sequence started again elsewhere (a new leaseholder) and happens to be at 58 too.
+      server.send(pointsUpdate(58, "k3x9-2", 1));
+      await waitFor("the subscribe again", () => sent.length === 2);
+      // Updates before the answering snapshot are not applied.
+      server.send(pointsUpdate(3, "k3x9-2", 2));
+      server.send({ type: "subscribed", id: 2, topic: TOPIC });
+      server.send(pointsSnapshot(3, "k3x9-2", 231));
+      server.send(pointsUpdate(4, "k3x9-2", 232));
+      const update = await rec.until("the update of the new epoch", (s) => s?.reason === "update");
+      assert.deepEqual(rec.values(update), { "B1.ua": 232 });
+      assert.deepEqual(seqTrail(rec), ["snapshot:57:k3x9-1", "snapshot:3:k3x9-2", "update:4:k3x9-2"]);
+      assert.deepEqual([...rec.states[1].changed], ['["B1","ua"]']);
+      assert.deepEqual(framesSent(sent), [
+        { type: "subscribe", id: 1, topics: [TOPIC] },
+        { type: "subscribe", id: 2, topics: [TOPIC] },
+      ]);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+Deno.test("frames without epoch (a server older than the shared sequence) follow by seq alone, and a seq gap still subscribes again", async () => {
+  await withScriptedServer(async (server) => {
+    const rec = new Recorder();
+    const sent: SentFrame[] = [];
+    const client = new GatecastClient(server.url, { ...FAST, WebSocket: recordingWebSocket(sent) });
+    try {
+      client.subscribe(TOPIC, rec.handler);
+      await waitFor("the subscribe", () => sent.length === 1);
+      server.send({ type: "subscribed", id: 1, topic: TOPIC });
+      server.send(pointsSnapshot(1, undefined, 230));
+      server.send(pointsUpdate(2, undefined, 231));
+      await rec.until("the update", (s) => s?.reason === "update");
+      server.send(pointsUpdate(4, undefined, 233)); // 3 was lost
+      await waitFor("the subscribe again", () => sent.length === 2);
+      server.send({ type: "subscribed", id: 2, topic: TOPIC });
+      server.send(pointsSnapshot(1, undefined, 233));
+      const fresh = await rec.until(
+        "the fresh snapshot",
+        (s) => rec.states.length === 3 && s?.reason === "snapshot",
+      );
+      assert.deepEqual(rec.values(fresh), { "B1.ua": 233 });
+      assert.deepEqual(seqTrail(rec), ["snapshot:1:undefined", "update:2:undefined", "snapshot:1:undefined"]);
+      assert.deepEqual(framesSent(sent), [
         { type: "subscribe", id: 1, topics: [TOPIC] },
         { type: "subscribe", id: 2, topics: [TOPIC] },
       ]);
@@ -774,7 +960,7 @@ Deno.test("a seq gap on a topic of rows makes the client subscribe again and end
       assert.deepEqual(fresh.rows.map((row) => row.tank_id), [1, 2, 3]);
       assert.deepEqual([...fresh.changedColumns], [["[1]", ["level_m"]]]);
       assert.deepEqual([...fresh.removed], ["[4]"]);
-      assert.deepEqual(rec.states.map((s) => `${s.reason}:${s.seq}`), ["snapshot:1", "snapshot:1"]);
+      assert.deepEqual(rec.states.map((s) => `${s.reason}:${s.seq}`), ["snapshot:1", "snapshot:3"]);
       assert.deepEqual(sent, [
         { type: "subscribe", id: 1, topics: ["demo/tanks/east"] },
         { type: "subscribe", id: 2, topics: ["demo/tanks/east"] },

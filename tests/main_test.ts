@@ -462,7 +462,11 @@ Deno.test("SIGHUP on a server started with --cert/--key applies the flags as at 
   await writeConfig(config, databases);
   const server = await startGatecastProcess(
     `${ROOT}main.ts`,
-    ["--allow-net", `--allow-read=${dir}`, "--allow-env=GATECAST_*"],
+    [
+      "--allow-net",
+      `--allow-read=${dir}`,
+      "--allow-env=GATECAST_*,REDIS_DEBUG_MAINTENANCE,REDIS_EMIT_DIAGNOSTICS",
+    ],
     ["--config", config, "--cert", `${dir}/cert.pem`, "--key", `${dir}/key.pem`],
   );
   const lines = (msg: string) =>

@@ -98,6 +98,39 @@ const SECTION_SCHEMAS: { readonly [K in SectionKey]: Json } = {
       keyFile: { type: "string", minLength: 1, description: "Private key, PEM." },
     },
   },
+  cluster: {
+    type: "object",
+    additionalProperties: false,
+    required: ["redis"],
+    properties: {
+      redis: {
+        description: "redis://[user@]host[:port][/db] or rediss://…; the password goes in passwordEnv, " +
+          "never in the URL.",
+        type: "string",
+        pattern: "^rediss?://([^:/@?#]*:?@)?[^:/@?#][^/@?#]*(/[0-9]*)?$",
+      },
+      passwordEnv: { $ref: "#/$defs/passwordEnv" },
+      leaseMs: {
+        description: "How long a group's lease lives without renewal, in milliseconds; greater than " +
+          "pollIntervalMs. A node killed is replaced within this plus two ticks.",
+        type: "integer",
+        minimum: 500,
+        maximum: 60000,
+        default: 3000,
+      },
+      prefix: {
+        description: "Prefix of every Redis key and channel; the nodes of one cluster share it.",
+        type: "string",
+        pattern: "^\\S{1,64}$",
+        default: "gatecast:",
+      },
+      node: {
+        description: "This node's name in Redis; absent: <hostname>-<pid>-<random>, made at start.",
+        type: "string",
+        pattern: "^[A-Za-z0-9._-]{1,64}$",
+      },
+    },
+  },
 };
 
 /** The pieces the sections share, under `$defs`. */
@@ -334,6 +367,8 @@ function scalarSchema(setting: ScalarSetting): Json {
       return { type: "string", minLength: 1 };
     case "choice":
       return { enum: [...setting.values] };
+    case "boolean":
+      return { type: "boolean" };
   }
 }
 
@@ -393,7 +428,7 @@ function shownDefault(setting: Setting): string {
     if (setting.required) return "(required)";
     return setting.default === undefined ? "none" : `\`${JSON.stringify(setting.default)}\``;
   }
-  return typeof setting.default === "string" ? `\`${setting.default}\`` : String(setting.default);
+  return typeof setting.default === "number" ? String(setting.default) : `\`${setting.default}\``;
 }
 
 function shownAccepted(setting: Setting): string {
@@ -404,6 +439,8 @@ function shownAccepted(setting: Setting): string {
       return "non-empty string";
     case "choice":
       return setting.values.map((value) => `\`${value}\``).join(", ");
+    case "boolean":
+      return "`true`, `false`";
     case "section":
       return setting.accepts;
   }

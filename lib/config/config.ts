@@ -76,6 +76,8 @@ export interface Config extends ScalarSettings {
   readonly trustedProxies: readonly string[];
   /** Certificate and key files for `wss://` and `https://`; plain text when absent. */
   readonly tls?: TlsSettings;
+  /** Share one poll per group with other nodes through Redis; absent: a single node, nothing changes. */
+  readonly cluster?: ClusterSettings;
 }
 
 /** How clients prove who they are. */
@@ -126,6 +128,20 @@ export interface TlsSettings {
   readonly certFile: string;
   /** Private key file. */
   readonly keyFile: string;
+}
+
+/** Cluster mode: several gatecast nodes share one poll per group through Redis (docs/operating.md). */
+export interface ClusterSettings {
+  /** `redis://host:port[/db]` or `rediss://…`; no password in it (passwordEnv). */
+  readonly redis: string;
+  /** Redis's password (ACL user optional via the URL's user part), read from `passwordEnv`; undefined: none. */
+  readonly password?: string;
+  /** How long a group's lease lives without renewal, ms (default 3000, 500..60000). A node killed is replaced within this plus two ticks. */
+  readonly leaseMs: number;
+  /** Prefix of every Redis key and channel (default "gatecast:"); nodes of one cluster share it. */
+  readonly prefix: string;
+  /** This node's name in Redis (default: `<hostname>-<pid>-<random>`, made by the cluster at start; undefined here). 1..64 chars of [A-Za-z0-9._-]. */
+  readonly node?: string;
 }
 
 /** A bad configuration value; `message` is the one line printed before exiting with 2. */
@@ -189,6 +205,7 @@ export function parseConfig(raw: unknown, env: EnvLookup): Config {
       Object.keys(databases),
     ),
     ...security,
+    ...(root.cluster === undefined ? {} : { cluster: parseCluster(root.cluster, scalars, env) }),
   };
 }
 
@@ -210,6 +227,8 @@ function parseScalar(path: string, setting: ScalarSetting, value: unknown): unkn
       return expectString(path, value);
     case "choice":
       return expectChoice(path, value, setting.values);
+    case "boolean":
+      return expectBoolean(path, value);
   }
 }
 
@@ -497,6 +516,85 @@ function parseBinlog(path: string, raw: unknown): BinlogSettings {
   return { serverId: expectInt(`${path}.serverId`, binlog.serverId, 1, 4_294_967_295) };
 }
 
+const CLUSTER_KEYS = ["redis", "passwordEnv", "leaseMs", "prefix", "node"];
+/** A node's name in Redis: it appears in keys and logs, so no spaces or separators of its own. */
+const NODE_NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
+function parseCluster(raw: unknown, scalars: ScalarSettings, env: EnvLookup): ClusterSettings {
+  const cluster = expectObject("cluster", raw, CLUSTER_KEYS);
+  if (cluster.redis === undefined) {
+    throw new ConfigError(
+      "cluster.redis",
+      "is required: the Redis server's URL, like redis://127.0.0.1:6379",
+    );
+  }
+  const redis = parseRedisUrl("cluster.redis", cluster.redis);
+  const leaseMs = optionalInt(cluster, "leaseMs", "cluster.leaseMs", 500, 60_000, 3000);
+  if (leaseMs <= scalars.pollIntervalMs) {
+    // A lease that can lapse between two ticks would change hands every tick (flap).
+    throw new ConfigError(
+      "cluster.leaseMs",
+      `must be greater than pollIntervalMs (${scalars.pollIntervalMs}), got ${leaseMs}`,
+    );
+  }
+  const prefix = optionalString(cluster, "prefix", "cluster.prefix", "gatecast:");
+  if (prefix.length > 64 || /\s/.test(prefix)) {
+    throw new ConfigError(
+      "cluster.prefix",
+      `expected 1-64 characters without whitespace, got ${describe(prefix)}`,
+    );
+  }
+  let node: string | undefined;
+  if (cluster.node !== undefined) {
+    node = expectString("cluster.node", cluster.node);
+    if (!NODE_NAME_PATTERN.test(node)) {
+      throw new ConfigError(
+        "cluster.node",
+        `expected 1-64 characters of A-Za-z0-9._-, got ${describe(node)}`,
+      );
+    }
+  }
+  return {
+    redis,
+    ...(cluster.passwordEnv === undefined ? {} : {
+      password: readEnv(
+        "cluster.passwordEnv",
+        expectString("cluster.passwordEnv", cluster.passwordEnv),
+        env,
+      ),
+    }),
+    leaseMs,
+    prefix,
+    ...(node === undefined ? {} : { node }),
+  };
+}
+
+/** `redis://[user@]host[:port][/db]` or `rediss://…`, returned as given. The text is never echoed: it may hold a password. */
+function parseRedisUrl(path: string, raw: unknown): string {
+  // Echoes only an empty string or a non-string, never a URL.
+  const text = expectString(path, raw);
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch { /* reported below */ }
+  if (url && url.protocol !== "redis:" && url.protocol !== "rediss:") {
+    throw new ConfigError(path, `expected the redis: or rediss: scheme, got "${url.protocol}"`);
+  }
+  if (!url || !url.hostname) {
+    throw new ConfigError(path, "expected a URL like redis://127.0.0.1:6379 or rediss://host:6380/0");
+  }
+  if (url.password !== "") {
+    throw new ConfigError(path, "put the password in cluster.passwordEnv, not in the URL");
+  }
+  if (!/^(\/[0-9]*)?$/.test(url.pathname) || url.search !== "" || url.hash !== "") {
+    throw new ConfigError(
+      path,
+      "expected nothing after the host but a database number, as in redis://127.0.0.1:6379/0",
+    );
+  }
+  return text;
+}
+
 function passwordFromEnv(path: string, db: Record<string, unknown>, env: EnvLookup): string {
   if (db.password !== undefined) {
     throw new ConfigError(`${path}.passwordEnv`, "give either password or passwordEnv, not both");
@@ -576,6 +674,13 @@ export function expectString(path: string, value: unknown): string {
 function expectChoice<V extends string>(path: string, value: unknown, values: readonly V[]): V {
   if (typeof value === "string" && (values as readonly string[]).includes(value)) return value as V;
   throw new ConfigError(path, `expected one of ${values.join(", ")}, got ${describe(value)}`);
+}
+
+function expectBoolean(path: string, value: unknown): boolean {
+  if (typeof value !== "boolean") {
+    throw new ConfigError(path, `expected true or false, got ${describe(value)}`);
+  }
+  return value;
 }
 
 /** The integer from `min` to `max` at `path`. @throws {ConfigError} */

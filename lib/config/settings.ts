@@ -49,6 +49,16 @@ export interface ChoiceSetting {
   readonly doc: string;
 }
 
+/** `true` or `false`. */
+export interface BooleanSetting {
+  /** Always `boolean`. */
+  readonly type: "boolean";
+  /** The value when the key is absent. */
+  readonly default: boolean;
+  /** One line for operators. */
+  readonly doc: string;
+}
+
 /**
  * An object or array with its own structure: `lib/config/config.ts` parses it by hand and
  * tools/settings_docs.ts holds its JSON Schema; the tests check both against each other.
@@ -67,7 +77,7 @@ export interface SectionSetting {
 }
 
 /** A setting parsed from its declaration alone. */
-export type ScalarSetting = IntegerSetting | StringSetting | ChoiceSetting;
+export type ScalarSetting = IntegerSetting | StringSetting | ChoiceSetting | BooleanSetting;
 /** Any top-level setting. */
 export type Setting = ScalarSetting | SectionSetting;
 
@@ -83,6 +93,13 @@ export const SETTINGS = {
     max: 65535,
     default: 4053,
     doc: "Port to listen on; 0 picks a free one (`--port` overrides).",
+  },
+  reusePort: {
+    type: "boolean",
+    default: false,
+    doc: "Lets several gatecast processes on one machine listen on the same host and port (Linux " +
+      "SO_REUSEPORT): the kernel spreads new connections among them. Run them as cluster nodes (`cluster`), " +
+      "so that they share polls. Needs a restart to change.",
   },
   pollIntervalMs: {
     type: "integer",
@@ -249,6 +266,12 @@ export const SETTINGS = {
     doc: "The WAMP realm served on `/ws` (subprotocol `wamp.2.json`); a HELLO for another realm gets ABORT " +
       "`wamp.error.no_such_realm`.",
   },
+  cluster: {
+    type: "section",
+    accepts: '`{"redis":"redis://…","passwordEnv":…,"leaseMs":…,"prefix":…,"node":…}`',
+    doc: "Cluster mode: nodes share one poll per group through Redis (docs/operating.md); a single node " +
+      "when absent. Needs a restart to change.",
+  },
 } as const satisfies Readonly<Record<string, Setting>>;
 
 type Settings = typeof SETTINGS;
@@ -263,6 +286,7 @@ export type SectionKey = Exclude<keyof Settings, ScalarKey>;
 
 type ValueOf<S> = S extends { type: "integer" } ? number
   : S extends { type: "string" } ? string
+  : S extends { type: "boolean" } ? boolean
   : S extends { values: readonly (infer V)[] } ? V
   : never;
 

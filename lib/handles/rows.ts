@@ -58,9 +58,6 @@ export function layoutOf(
   key: readonly string[],
   varying?: readonly string[],
 ): Layout {
-  const id = JSON.stringify([columns, key, varying ?? null]);
-  let layout = layouts.get(id);
-  if (layout) return layout;
   const keyIndexes = key.map((name) => {
     const index = columns.indexOf(name);
     if (index < 0) {
@@ -71,6 +68,10 @@ export function layoutOf(
   const varyingIndexes = varying === undefined
     ? columns.map((_, i) => i).filter((i) => !keyIndexes.includes(i))
     : varying.map((name) => columns.indexOf(name)).filter((i) => i >= 0);
+  // Interned by what the layout is, not by how it was asked for (a default or a named `varying`).
+  const id = JSON.stringify([columns, key, varyingIndexes]);
+  let layout = layouts.get(id);
+  if (layout) return layout;
   layout = Object.freeze({
     columns: Object.freeze([...columns]),
     key: Object.freeze([...key]),

@@ -10,6 +10,10 @@
  * topics stale and is retried with a capped backoff (`ops/backoff.ts`); a failing handle (its
  * SQL, its result's columns) marks only its own topics stale; a unit over its row limit only
  * its own topic.
+ *
+ * In a cluster, one node polls each group ({@link GroupPolling}): the poller skips the groups
+ * polled elsewhere (their subscribers owed a snapshot are still served at each tick from the
+ * state adopted from the polling node) and reports each topic whose state it advanced.
  */
 
 import { type Handle, HandleError, UnitFault } from "../handles/handle.ts";
@@ -17,8 +21,8 @@ import { RetryBackoff } from "../ops/backoff.ts";
 import type { Logger } from "../ops/log.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { type Source, SourceError } from "../sources/source.ts";
-import { publishPoll, publishStale, startStale } from "./fanout.ts";
-import type { Registry, TopicGroup } from "./registry.ts";
+import { publishPoll, publishStale, publishUnchanged, startStale } from "./fanout.ts";
+import type { Registry, Topic, TopicGroup } from "./registry.ts";
 
 /** The `stale` code of a topic whose database cannot be reached. */
 export const SOURCE_UNAVAILABLE = "SOURCE_UNAVAILABLE";
@@ -30,9 +34,27 @@ export const MIN_TICK_MS = 50;
 
 /**
  * What {@link Poller.pollNow} did: `started` a poll, `queued` one to run right after the running
- * one, `coalesced` into the one already queued, or `deferred` (the database waits for its retry).
+ * one, `coalesced` into the one already queued, `deferred` (the database waits for its retry), or
+ * `forwarded` (another node polls the group: it was asked to).
  */
-export type PollNowAnswer = "started" | "queued" | "coalesced" | "deferred";
+export type PollNowAnswer = "started" | "queued" | "coalesced" | "deferred" | "forwarded";
+
+/** Which node polls which group: this one alone ({@link SOLE_NODE}), or a cluster's leaseholders. */
+export interface GroupPolling {
+  /** Whether this node polls the group now. */
+  pollsHere(group: { readonly key: string }): boolean;
+  /** Asks the node that polls a group to poll it now; `false` when no other node can be asked. */
+  wakeElsewhere(groupKey: string): boolean;
+  /** A topic's state advanced (or went stale) in this node's poll: shares it. */
+  published(topic: Topic): void;
+}
+
+/** A node on its own: it polls every group and shares nothing. */
+export const SOLE_NODE: GroupPolling = {
+  pollsHere: () => true,
+  wakeElsewhere: () => false,
+  published() {},
+};
 
 /** The poll state of one database, for `/healthz`. */
 export interface DatabaseHealth {
@@ -87,6 +109,7 @@ export class Poller {
    * @param metrics where ticks, skipped polls and failed polls are counted (queries: `metered_source.ts`)
    * @param logger where failures and recoveries are logged
    * @param retryMaxMs the longest retry delay of a failing database (default two intervals)
+   * @param polling which groups this node polls (default: all of them)
    */
   constructor(
     private readonly registry: Registry,
@@ -96,6 +119,7 @@ export class Poller {
     private readonly metrics: Metrics,
     private readonly logger: Logger,
     private retryMaxMs = 2 * intervalMs,
+    private readonly polling: GroupPolling = SOLE_NODE,
   ) {
     this.tickMs = this.tickInterval();
     for (const code of sources.keys()) this.addHealth(code);
@@ -168,8 +192,12 @@ export class Poller {
     await Promise.allSettled([...this.inFlight]);
   }
 
-  /** Polls a group now (a topic was added), or right after its running poll ends. */
+  /**
+   * Polls a group now (a topic was added, a notify), or right after its running poll ends; a
+   * group polled by another node is forwarded to it.
+   */
   pollNow(group: TopicGroup): PollNowAnswer {
+    if (!this.polling.pollsHere(group) && this.polling.wakeElsewhere(group.key)) return "forwarded";
     const error = this.health.get(group.db)?.error;
     if (error !== undefined && !this.backoffs.get(group.db)?.ready(Date.now())) {
       // Its database is failing and waits for a retry: the new topic starts stale (its
@@ -189,6 +217,14 @@ export class Poller {
     return "queued";
   }
 
+  /**
+   * Asks the cluster node that polls a group to poll it now (a notify for a group with no
+   * subscriber here); `false` for a node on its own, or without Redis.
+   */
+  forward(groupKey: string): boolean {
+    return this.polling.wakeElsewhere(groupKey);
+  }
+
   /** One tick: poll every group with subscribers; probe databases that have none. */
   tick(): void {
     this.metrics.inc("gatecast_ticks_total");
@@ -201,10 +237,18 @@ export class Poller {
     const now = Date.now();
     const active = new Set<string>();
     for (const group of this.registry.groups()) {
+      const due = ticks % Math.max(1, Math.round(this.intervalOf(group) / this.tickMs)) === 0;
+      if (!this.polling.pollsHere(group)) {
+        // Polled elsewhere: its states arrive from that node; serve who waits for a snapshot.
+        // Its database is probed as one without topics, so that `/healthz` knows it here too.
+        this.failingHandles.delete(group.key);
+        if (due) { for (const topic of group.topics.values()) publishUnchanged(topic); }
+        continue;
+      }
       active.add(group.db);
       if (!this.sources.has(group.db)) continue;
       // A handle with an interval of its own is polled on every n-th tick.
-      if (ticks % Math.max(1, Math.round(this.intervalOf(group) / this.tickMs)) !== 0) continue;
+      if (!due) continue;
       if (!this.backoffs.get(group.db)!.ready(now)) {
         this.metrics.inc(
           "gatecast_polls_deferred_total",
@@ -282,7 +326,7 @@ export class Poller {
         const topic = group.topics.get(unit);
         if (!topic) continue;
         if (!(poll instanceof UnitFault)) {
-          publishPoll(topic, poll, now);
+          if (publishPoll(topic, poll, now)) this.polling.published(topic);
           continue;
         }
         if (topic.feed.stale?.code !== poll.code) {
@@ -292,7 +336,7 @@ export class Poller {
             error: poll.message,
           });
         }
-        publishStale(topic, { code: poll.code, message: poll.message });
+        this.markStale(topic, poll.code, poll.message);
       }
     } catch (error) {
       let message = error instanceof Error ? error.message : String(error);
@@ -304,11 +348,11 @@ export class Poller {
         this.recordSuccess(group.db, Date.now());
         this.backoffs.get(group.db)?.succeeded();
         this.recordHandleFailure(group, message);
-        for (const topic of group.topics.values()) publishStale(topic, { code: HANDLE_FAILED, message });
+        for (const topic of group.topics.values()) this.markStale(topic, HANDLE_FAILED, message);
       } else {
         this.recordFailure(group.db, message);
         this.backoffs.get(group.db)?.failed(startedAt);
-        for (const topic of group.topics.values()) publishStale(topic, { code: SOURCE_UNAVAILABLE, message });
+        for (const topic of group.topics.values()) this.markStale(topic, SOURCE_UNAVAILABLE, message);
       }
     } finally {
       state.running = false;
@@ -318,6 +362,10 @@ export class Poller {
         if (current) this.track(this.poll(current, state));
       }
     }
+  }
+
+  private markStale(topic: Topic, code: string, message: string): void {
+    if (publishStale(topic, { code, message })) this.polling.published(topic);
   }
 
   /** Checks a database no topic uses, so that `/healthz` knows whether it is reachable. */

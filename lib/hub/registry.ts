@@ -2,8 +2,9 @@
  * The registry: which connections hold which topics. Topics live while they have
  * subscribers and are grouped by (database, handle), the unit of one shared poll. A topic
  * with no subscribers is forgotten at once, and its group with it when the group empties.
- * The registry owns membership only; what a topic last published is its {@link Feed}, owned by
- * the fan-out.
+ * In a cluster, the node that polls a group also holds the topics other nodes' clients want
+ * ({@link Registry.hold}): they are polled like its own and live until released. The registry
+ * owns membership only; what a topic last published is its {@link Feed}, owned by the fan-out.
  */
 
 import type { Unit } from "../config/unit.ts";
@@ -30,8 +31,6 @@ export interface Peer {
 
 /** One connection's subscription to one topic. */
 export class Subscription {
-  /** Number of the last `snapshot`/`update` frame sent on this subscription (0: none yet). */
-  seq = 0;
   /**
    * @param topic the topic
    * @param peer the subscribing connection
@@ -48,6 +47,8 @@ export class Topic {
   readonly feed = new Feed();
   /** `JSON.stringify(name.key)`, ready to splice into frames. */
   readonly keyJson: string;
+  /** Held for other nodes' clients (cluster mode): kept, and polled, without a subscriber here. */
+  heldForPeers = false;
 
   /** @param name the parsed topic */
   constructor(readonly name: TopicName) {
@@ -73,28 +74,26 @@ export class Registry {
   private readonly groupsByKey = new Map<string, TopicGroup>();
 
   /**
-   * @param onTopicAdded called when a topic gets its first subscriber, so that the poller
-   *   fetches it at once instead of at the next tick
+   * @param onTopicAdded called when a topic is created (its first subscriber, or held for peers),
+   *   so that the poller fetches it at once instead of at the next tick
+   * @param onTopicRemoved called when a topic is forgotten (no subscriber left, not held)
    */
-  constructor(private readonly onTopicAdded: (group: TopicGroup) => void = () => {}) {}
+  constructor(
+    private readonly onTopicAdded: (group: TopicGroup, topic: Topic) => void = () => {},
+    private readonly onTopicRemoved: (topic: Topic) => void = () => {},
+  ) {}
 
   /**
    * Subscribes a peer to a topic, creating the topic on first use. The caller makes sure a peer
    * subscribes to a topic at most once, and welcomes the subscription (`fanout.ts`).
    */
   subscribe(name: TopicName, peer: Peer, encoder: Encoder): Subscription {
-    let topic = this.topics.get(name.key);
-    let added = false;
-    if (!topic) {
-      topic = new Topic(name);
-      this.topics.set(name.key, topic);
-      this.groupOf(name).topics.set(name.unit, topic);
-      added = true;
-    }
+    const existing = this.topics.get(name.key);
+    const topic = existing ?? this.create(name);
     const subscription = new Subscription(topic, peer, encoder);
     topic.subscriptions.add(subscription);
     topic.feed.join(subscription);
-    if (added) this.onTopicAdded(this.groupOf(name));
+    if (!existing) this.onTopicAdded(this.groupOf(name), topic);
     return subscription;
   }
 
@@ -103,12 +102,44 @@ export class Registry {
     const topic = subscription.topic;
     topic.subscriptions.delete(subscription);
     topic.feed.leave(subscription);
-    if (topic.subscriptions.size > 0 || this.topics.get(topic.name.key) !== topic) return;
+    this.forgetIfUnused(topic);
+  }
+
+  /**
+   * Holds a topic for other nodes' clients (this node polls its group): created when missing,
+   * kept without subscribers until {@link release}d. Returns the topic.
+   */
+  hold(name: TopicName): Topic {
+    const existing = this.topics.get(name.key);
+    const topic = existing ?? this.create(name);
+    topic.heldForPeers = true;
+    if (!existing) this.onTopicAdded(this.groupOf(name), topic);
+    return topic;
+  }
+
+  /** Stops holding a topic for peers; forgets it when it has no subscriber here either. */
+  release(topic: Topic): void {
+    topic.heldForPeers = false;
+    this.forgetIfUnused(topic);
+  }
+
+  private create(name: TopicName): Topic {
+    const topic = new Topic(name);
+    this.topics.set(name.key, topic);
+    this.groupOf(name).topics.set(name.unit, topic);
+    return topic;
+  }
+
+  private forgetIfUnused(topic: Topic): void {
+    if (topic.subscriptions.size > 0 || topic.heldForPeers) return;
+    if (this.topics.get(topic.name.key) !== topic) return;
     this.topics.delete(topic.name.key);
     const group = this.groupsByKey.get(groupKey(topic.name));
-    if (!group) return;
-    group.topics.delete(topic.name.unit);
-    if (group.topics.size === 0) this.groupsByKey.delete(group.key);
+    if (group) {
+      group.topics.delete(topic.name.unit);
+      if (group.topics.size === 0) this.groupsByKey.delete(group.key);
+    }
+    this.onTopicRemoved(topic);
   }
 
   /** The topic of a key, when it has subscribers. */

@@ -71,7 +71,8 @@ export class Authenticator {
     const algorithms: string[] = [];
     const secret = jwt.secret === undefined ? undefined : new TextEncoder().encode(jwt.secret);
     if (secret) algorithms.push("HS256");
-    const publicKeys = new Map<string, CryptoKey>();
+    // jose's key type: under Node's types (pulled in by npm packages) it is not the global CryptoKey.
+    const publicKeys = new Map<string, Awaited<ReturnType<typeof importSPKI>>>();
     if (jwt.publicKey) {
       for (const alg of ASYMMETRIC) {
         try {

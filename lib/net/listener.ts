@@ -16,6 +16,11 @@ export interface ListenerOptions {
   readonly hostname: string;
   /** Port (0 picks a free one; a restart reuses the port first bound). */
   readonly port: number;
+  /**
+   * Sets SO_REUSEPORT (POSIX), so that several processes may listen on this address and port; on
+   * Linux the kernel spreads new connections among them. Default false.
+   */
+  readonly reusePort?: boolean;
   /** PEM certificate chain and key, for TLS. */
   readonly cert?: string;
   /** PEM private key, with `cert`. */

@@ -34,7 +34,7 @@ export interface NotifyContext extends TopicDirectory {
   /** Which topics have subscribers. */
   readonly registry: Registry;
   /** Polls a group now, or once more right after its running poll. */
-  readonly poller: Pick<Poller, "pollNow">;
+  readonly poller: Pick<Poller, "pollNow" | "forward">;
   /** Where notifies are counted. */
   readonly metrics: Metrics;
   /** Where notifies are logged (debug). */
@@ -243,7 +243,15 @@ function schedule(context: NotifyContext, groups: Map<string, NamedGroup>): Noti
     const watched = group !== undefined &&
       (named.topics === undefined || named.topics.some((name) => context.registry.topic(name.key)));
     if (!watched) {
-      result.idle.push(key);
+      // No subscriber here: in a cluster, the node that polls the group may have some.
+      if (context.poller.forward(key)) {
+        context.metrics.inc("gatecast_notified_groups_total", {
+          db: named.db,
+          handle: named.handle,
+          answer: "forwarded",
+        });
+        result.scheduled.push(key);
+      } else result.idle.push(key);
       continue;
     }
     const answer = context.poller.pollNow(group);

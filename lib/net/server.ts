@@ -46,7 +46,7 @@ export interface RouteContext extends ConnectionContext {
   /** Logs refused upgrades, the first of a burst at once and then a summary per interval. */
   readonly refusals: RefusalLog;
   /** Polls a group now, for `POST /notify`. */
-  readonly poller: Pick<Poller, "pollNow">;
+  readonly poller: Pick<Poller, "pollNow" | "forward">;
 }
 
 /** The routes' handler for `Deno.serve`, and the count of requests it is answering. */

@@ -26,6 +26,20 @@ export interface HealthInputs {
    * `off: <reason>`, `retrying: <error>`); it never makes a database unhealthy: polling goes on.
    */
   readonly binlog?: ReadonlyMap<string, string>;
+  /** Cluster mode: the node, its Redis link, its leases and peers. It never makes the node unhealthy. */
+  readonly cluster?: ClusterReport;
+}
+
+/** The cluster part of the report (`lib/cluster/cluster.ts` fills it). */
+export interface ClusterReport {
+  /** This node's name. */
+  readonly node: string;
+  /** `up`, or `down` (this node polls its own topics). */
+  readonly redis: "up" | "down";
+  /** Groups (`db/handle`) this node holds the lease of. */
+  readonly leases: string[];
+  /** Other live nodes. */
+  readonly peers: number;
 }
 
 /** What `/healthz` reports. */
@@ -45,6 +59,8 @@ export interface HealthReport {
   >;
   /** Failing handles by topic group (`db/handle`), with their error; absent when none fails. */
   readonly handles?: Record<string, { error: string }>;
+  /** Cluster mode only. */
+  readonly cluster?: ClusterReport;
 }
 
 /**
@@ -77,5 +93,6 @@ export function healthReport(inputs: HealthInputs): HealthReport {
     topics,
     databases: report,
     ...(Object.keys(failing).length > 0 ? { handles: failing } : {}),
+    ...(inputs.cluster === undefined ? {} : { cluster: inputs.cluster }),
   };
 }

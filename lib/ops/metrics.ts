@@ -147,7 +147,7 @@ export const METRIC_FAMILIES: readonly FamilyInfo[] = [
     name: "gatecast_notified_groups_total",
     type: "counter",
     help:
-      "Groups notifies asked to poll now, per database, handle and answer: started and queued are the extra polls they caused; coalesced folded into one already queued; deferred waits for the database's retry.",
+      "Groups notifies asked to poll now, per database, handle and answer: started and queued are the extra polls they caused; coalesced folded into one already queued; deferred waits for the database's retry; forwarded went to the cluster node that polls the group.",
   },
   {
     name: "gatecast_binlog_events_total",
@@ -158,6 +158,38 @@ export const METRIC_FAMILIES: readonly FamilyInfo[] = [
     name: "gatecast_tick_gap_max_seconds",
     type: "gauge",
     help: "Longest time between two poll ticks since start.",
+  },
+  {
+    name: "gatecast_cluster_redis_up",
+    type: "gauge",
+    help: "Cluster mode: 1 while this node's Redis link is up, 0 while it polls its own topics alone.",
+  },
+  {
+    name: "gatecast_cluster_leases",
+    type: "gauge",
+    help: "Cluster mode: groups this node holds the lease of.",
+  },
+  {
+    name: "gatecast_cluster_peers",
+    type: "gauge",
+    help: "Cluster mode: other live nodes, as Redis last told.",
+  },
+  {
+    name: "gatecast_cluster_lease_changes_total",
+    type: "counter",
+    help:
+      "Cluster mode: leases acquired, lost (not renewed in time, Redis lost) and released (no topic left, stop).",
+    initial: [{ change: "acquired" }, { change: "lost" }, { change: "released" }],
+  },
+  {
+    name: "gatecast_cluster_messages_sent_total",
+    type: "counter",
+    help: "Cluster mode: topic states and wake requests this node published on Redis.",
+  },
+  {
+    name: "gatecast_cluster_messages_received_total",
+    type: "counter",
+    help: "Cluster mode: topic states and wake requests this node received from Redis.",
   },
 ];
 

@@ -2,9 +2,9 @@
  * Configuration reload (SIGHUP): applies a new configuration to a running server without
  * dropping its connections. Added databases are polled from the next tick; removed ones end
  * their topics with a `DB_REMOVED` error (legacy clients: close 1008); changed ones get a new
- * pool and keep their subscribers; limits take effect at once. `host`, `port`, `tls`, `auth`,
- * `trustedProxies`, `pointsRefreshPolls`, `handles` and a database's `binlog` need a restart (a reload
- * that changes them says so).
+ * pool and keep their subscribers; limits take effect at once. `host`, `port`, `reusePort`, `tls`,
+ * `auth`, `trustedProxies`, `pointsRefreshPolls`, `handles`, `cluster` and a database's `binlog` need a restart
+ * (a reload that changes them says so).
  */
 
 import { retryCap } from "./backoff.ts";
@@ -42,11 +42,13 @@ export function databaseChanges(before: Config, after: Config): DatabaseChanges 
 const START_ONLY = [
   "host",
   "port",
+  "reusePort",
   "tls",
   "auth",
   "trustedProxies",
   "pointsRefreshPolls",
   "handles",
+  "cluster",
 ] as const;
 
 /** The start-only settings that differ between two configurations. Pure. */

@@ -6,14 +6,14 @@
 
 import type { Encoder } from "../hub/fanout.ts";
 import type { Topic } from "../hub/registry.ts";
-import { FixedFrame } from "./numbered_frame.ts";
+import { fixedFrame } from "./numbered_frame.ts";
 import { rowsJson } from "./row_json.ts";
 
 /** The legacy encoder. */
 export const legacyArray: Encoder = {
   incremental: false,
   snapshot(topic: Topic) {
-    return new FixedFrame(rowsJson(topic.feed.rows!, '""').json);
+    return fixedFrame(rowsJson(topic.feed.rows!, '""').json);
   },
   update() {
     return undefined;

@@ -47,7 +47,7 @@ export const pointsV1: Encoder = {
   snapshot(topic: Topic) {
     const points = rowsJson(topic.feed.rows!, "null");
     const head = ',"points":';
-    return numberedFrame("snapshot", topic.keyJson, topic.feed.ts, {
+    return numberedFrame("snapshot", topic, {
       json: head + points.json + "}",
       bytes: head.length + points.bytes + 1,
     });
@@ -74,10 +74,10 @@ export const pointsV1: Encoder = {
       out.raw("}");
     });
     out.raw("]}");
-    return numberedFrame("update", topic.keyJson, topic.feed.ts, out.done());
+    return numberedFrame("update", topic, out.done());
   },
 
   stale(topic: Topic) {
-    return staleFrame(topic.name.key, topic.feed.stale!);
+    return staleFrame(topic.name.key, topic.feed.epoch, topic.feed.stale!);
   },
 };

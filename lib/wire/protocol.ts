@@ -226,15 +226,16 @@ export function pongFrame(id?: FrameId): string {
 }
 
 /**
- * `{"type":"stale","topic":..,"code":..,"message":..}`: the topic cannot be served now. Codes:
- * `SOURCE_UNAVAILABLE` (its database), `HANDLE_FAILED` (its handle's SQL or columns),
- * `TOO_MANY_ROWS` (its unit is over `maxRowsPerUnit`).
+ * `{"type":"stale","topic":..,"epoch":..,"code":..,"message":..}`: the topic cannot be served now.
+ * Codes: `SOURCE_UNAVAILABLE` (its database), `HANDLE_FAILED` (its handle's SQL or columns),
+ * `TOO_MANY_ROWS` (its unit is over `maxRowsPerUnit`). `stale` takes no `seq`.
  */
 export function staleFrame(
   topic: string,
+  epoch: string,
   stale: { readonly code: string; readonly message: string },
 ): string {
-  return JSON.stringify({ type: "stale", topic, code: stale.code, message: stale.message });
+  return JSON.stringify({ type: "stale", topic, epoch, code: stale.code, message: stale.message });
 }
 
 /** `{"type":"authenticated","id":..,"sub":..,"expiresAt":..}`: reply to an accepted `auth` frame. */

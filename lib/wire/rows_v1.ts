@@ -39,7 +39,7 @@ export const rowsV1: Encoder = {
     const rows = topic.feed.rows!;
     const head = `,"key":${JSON.stringify(rows.shape.layout.key)},"rows":`;
     const body = rowsJson(rows, "null");
-    return numberedFrame("snapshot", topic.keyJson, topic.feed.ts, {
+    return numberedFrame("snapshot", topic, {
       json: head + body.json + "}",
       bytes: new TextEncoder().encode(head).length + body.bytes + 1,
     });
@@ -66,10 +66,10 @@ export const rowsV1: Encoder = {
       writeRow(out, previous, row, keys);
     });
     out.raw("]}");
-    return numberedFrame("update", topic.keyJson, topic.feed.ts, out.done());
+    return numberedFrame("update", topic, out.done());
   },
 
   stale(topic: Topic) {
-    return staleFrame(topic.name.key, topic.feed.stale!);
+    return staleFrame(topic.name.key, topic.feed.epoch, topic.feed.stale!);
   },
 };

@@ -1,7 +1,7 @@
 /**
  * Server-Sent Events frames: a v1 frame as one event, `event:` its type, `data:` exactly its v1
  * text, `id:` `<topic>:<seq>`. The SSE encoder wraps a v1 encoder, so an event is encoded once
- * per topic, tick and `seq` and shared by every SSE subscriber at that `seq`, as v1 frames are.
+ * per topic and tick and shared by every SSE subscriber, as v1 frames are.
  * v1 frames are single-line JSON, so each is one `data:` line.
  */
 
@@ -9,36 +9,10 @@ import type { Encoder, Frame, Stale } from "../hub/fanout.ts";
 import type { Topic } from "../hub/registry.ts";
 import { utf8Length } from "./utf8.ts";
 
-/** One event of a v1 frame: `event: <type>`, `id: <topic>:<seq>` and `data: <frame>`. */
-class EventFrame implements Frame {
-  private readonly bySeq = new Map<number, string>();
-  private readonly head: string;
-  private readonly headBytes: number;
-
-  /**
-   * @param type the event's name (`snapshot`, `update`)
-   * @param topic the topic's key
-   * @param frame the v1 frame
-   */
-  constructor(type: string, topic: string, private readonly frame: Frame) {
-    this.head = `event: ${type}\nid: ${topic}:`;
-    this.headBytes = utf8Length(this.head);
-  }
-
-  /** The event at `seq`. */
-  text(seq: number): string {
-    let text = this.bySeq.get(seq);
-    if (text === undefined) {
-      text = `${this.head}${seq}\ndata: ${this.frame.text(seq)}\n\n`;
-      this.bySeq.set(seq, text);
-    }
-    return text;
-  }
-
-  /** Its UTF-8 length: the v1 frame's plus the event's ASCII lines. */
-  bytes(seq: number): number {
-    return this.headBytes + String(seq).length + "\ndata: ".length + this.frame.bytes(seq) + 2;
-  }
+/** One event of a v1 frame: `event: <type>`, `id: <topic>:<seq>` and `data: <frame>`; its length from the parts. */
+function eventFrame(type: string, topic: Topic, frame: Frame): Frame {
+  const head = `event: ${type}\nid: ${topic.name.key}:${topic.feed.seq}\ndata: `;
+  return { text: `${head}${frame.text}\n\n`, bytes: utf8Length(head) + frame.bytes + 2 };
 }
 
 /**
@@ -47,7 +21,7 @@ class EventFrame implements Frame {
  * @example
  * ```ts
  * const pointsSse = sseEncoder(pointsV1);
- * pointsSse.snapshot(topic).text(1);
+ * pointsSse.snapshot(topic).text;
  * // 'event: snapshot\nid: plant1/real/12:1\ndata: {"type":"snapshot",…}\n\n'
  * ```
  */
@@ -57,11 +31,11 @@ export function sseEncoder(v1: Encoder): Encoder {
   return {
     incremental: true,
     snapshot(topic: Topic) {
-      return new EventFrame("snapshot", topic.name.key, v1.snapshot(topic));
+      return eventFrame("snapshot", topic, v1.snapshot(topic));
     },
     update(topic, previous, delta) {
       const frame = v1.update(topic, previous, delta);
-      return frame && new EventFrame("update", topic.name.key, frame);
+      return frame && eventFrame("update", topic, frame);
     },
     stale(topic: Topic) {
       const stale = topic.feed.stale!;

@@ -1,8 +1,8 @@
 /**
  * WAMP v2 EVENT frames (`wamp.2.json`, broker role): `[36, subscription, publication, {}, [frame]]`
  * whose one argument is the v1 frame a `/ws` client gets. Every WAMP subscriber of a topic shares
- * the topic's subscription id, so one EVENT text per `seq` serves them all, encoded once per topic
- * and tick like the v1 frame it wraps. Pure, no I/O.
+ * the topic's subscription id, so one EVENT text serves them all, encoded once per topic and tick
+ * like the v1 frame it wraps. Pure, no I/O.
  */
 
 import type { Encoder, Frame, Stale } from "../hub/fanout.ts";
@@ -54,29 +54,10 @@ export function subscriptionIdOf(topic: Topic): number {
   return id;
 }
 
-/** A v1 frame wrapped in an EVENT; each `seq`'s text gets its own publication id, once. */
-class EventFrame implements Frame {
-  private readonly bySeq = new Map<number, string>();
-  /**
-   * @param subscription the topic's subscription id
-   * @param inner the v1 frame
-   */
-  constructor(private readonly subscription: number, private readonly inner: Frame) {}
-
-  /** `[36,sub,pub,{},[<v1 frame at seq>]]`. */
-  text(seq: number): string {
-    let text = this.bySeq.get(seq);
-    if (text === undefined) {
-      text = eventText(this.subscription, this.inner.text(seq));
-      this.bySeq.set(seq, text);
-    }
-    return text;
-  }
-
-  /** The v1 frame's length plus the EVENT's ASCII envelope. */
-  bytes(seq: number): number {
-    return this.text(seq).length - this.inner.text(seq).length + this.inner.bytes(seq);
-  }
+/** A v1 frame wrapped in an EVENT with a publication id of its own: the v1 frame's length plus the ASCII envelope. */
+function eventFrame(subscription: number, inner: Frame): Frame {
+  const text = eventText(subscription, inner.text);
+  return { text, bytes: text.length - inner.text.length + inner.bytes };
 }
 
 function eventText(subscription: number, frame: string): string {
@@ -92,18 +73,18 @@ const staleEvents = new WeakMap<Topic, { stale: Stale; text: string }>();
  * @example
  * ```ts
  * const encoder = wampEncoder(pointsV1);
- * encoder.snapshot(topic).text(1); // '[36,1,1,{},[{"type":"snapshot","topic":"plant1/real/12","seq":1,…}]]'
+ * encoder.snapshot(topic).text; // '[36,1,1,{},[{"type":"snapshot","topic":"plant1/real/12","seq":1,"epoch":…}]]'
  * ```
  */
 export function wampEncoder(v1: Encoder): Encoder {
   return {
     incremental: true,
     snapshot(topic) {
-      return new EventFrame(subscriptionIdOf(topic), v1.snapshot(topic));
+      return eventFrame(subscriptionIdOf(topic), v1.snapshot(topic));
     },
     update(topic, previous, delta) {
       const frame = v1.update(topic, previous, delta);
-      return frame && new EventFrame(subscriptionIdOf(topic), frame);
+      return frame && eventFrame(subscriptionIdOf(topic), frame);
     },
     stale(topic) {
       // One text per outage for every subscriber of the topic, as for the other frames.

@@ -77,7 +77,7 @@ Deno.test("the schema lists exactly the keys gatecast accepts, at the top and in
   );
 });
 
-Deno.test("the schema lists exactly the keys gatecast accepts in auth, a JWT, an API key, tls, legacy and a handle", () => {
+Deno.test("the schema lists exactly the keys gatecast accepts in auth, a JWT, an API key, tls, legacy, a handle and cluster", () => {
   const token = (extra: Record<string, unknown>) => ({ databases: {}, auth: { mode: "token", ...extra } });
   const defs = schema.$defs;
   const keysOf = (...nodes: { properties: object }[]) =>
@@ -89,6 +89,7 @@ Deno.test("the schema lists exactly the keys gatecast accepts in auth, a JWT, an
     [{ databases: {}, auth: NO_AUTH, tls: { bogus: 1 } }, keysOf(schema.properties.tls)],
     [{ databases: {}, auth: NO_AUTH, legacy: { bogus: 1 } }, keysOf(schema.properties.legacy)],
     [{ databases: {}, auth: NO_AUTH, handles: { h: { bogus: 1 } } }, keysOf(defs.handle)],
+    [{ databases: {}, auth: NO_AUTH, cluster: { bogus: 1 } }, keysOf(schema.properties.cluster)],
   ];
   for (const [doc, keys] of cases) assert.deepEqual(keys, acceptedKeys(doc), JSON.stringify(doc));
 });
@@ -102,8 +103,8 @@ Deno.test("the schema's defaults are gatecast's defaults", () => {
     unknown
   >;
   for (const [key, property] of Object.entries(schema.properties as Record<string, { default?: unknown }>)) {
-    // Objects without a default: `auth` is required, `legacy` and `tls` are off when absent.
-    if (["$schema", "databases", "auth", "legacy", "tls"].includes(key)) continue;
+    // Objects without a default: `auth` is required, `legacy`, `tls` and `cluster` are off when absent.
+    if (["$schema", "databases", "auth", "legacy", "tls", "cluster"].includes(key)) continue;
     assert.deepEqual(property.default, config[key], key);
   }
   const db = (config.databases as Record<string, Record<string, unknown>>).a;
@@ -133,6 +134,13 @@ Deno.test("the schema's defaults are gatecast's defaults", () => {
   assert.deepEqual(
     [handleSchema.unitType.default, handleSchema.maxRowsPerUnit.default],
     [handle.unitType, handle.maxRowsPerUnit],
+  );
+  const cluster =
+    parseConfig({ databases: {}, auth: NO_AUTH, cluster: { redis: "redis://h" } }, noEnv).cluster;
+  const clusterSchema = schema.properties.cluster.properties;
+  assert.deepEqual(
+    [clusterSchema.leaseMs.default, clusterSchema.prefix.default],
+    [cluster?.leaseMs, cluster?.prefix],
   );
 });
 
@@ -190,6 +198,13 @@ Deno.test("the integer bounds inside databases, auth and handles are gatecast's 
       defs.authTimeoutMs,
       (timeoutMs) => ({ databases: {}, auth: { mode: "none", timeoutMs } }),
     ],
+    // leaseMs must exceed pollIntervalMs, which a schema cannot compare: the shortest tick here.
+    ["cluster.leaseMs", schema.properties.cluster.properties.leaseMs, (leaseMs) => ({
+      databases: {},
+      auth: NO_AUTH,
+      pollIntervalMs: 50,
+      cluster: { redis: "redis://h", leaseMs },
+    })],
     ...(["pollIntervalMs", "maxRowsPerUnit"] as const).map((
       key,
     ): [string, Record<string, number>, (value: number) => unknown] => [
@@ -303,6 +318,31 @@ const HANDLE_CASES: [unknown, boolean][] = [
   [{ tanks: { ...TANKS, tables: ["a.b.c"] } }, false],
 ];
 
+/** The cluster section; its lease against pollIntervalMs only gatecast checks (cluster_settings_test.ts). */
+const CLUSTER_CASES: [unknown, boolean][] = [
+  [{ redis: "redis://127.0.0.1:6379" }, true],
+  [{ redis: "rediss://gatecast@redis.example.com:6380/2", passwordEnv: "GATECAST_PLANT1_PASSWORD" }, true],
+  [{ redis: "redis://[::1]:6379/0", leaseMs: 10_000, prefix: "{gc}:", node: "edge-1.a_b" }, true],
+  [{ redis: "redis://localhost/" }, true],
+  [{ redis: "redis://gatecast:@localhost" }, true], // an empty password is none
+  [{}, false],
+  [{ redis: "" }, false],
+  [{ redis: "http://127.0.0.1:6379" }, false],
+  [{ redis: "localhost:6379" }, false],
+  [{ redis: "redis://:hunter2@localhost" }, false],
+  [{ redis: "redis://gatecast:hunter2@localhost/0" }, false],
+  [{ redis: "redis://localhost/db1" }, false],
+  [{ redis: "redis://localhost?db=1" }, false],
+  [{ redis: "redis://localhost", password: "p" }, false],
+  [{ redis: "redis://localhost", passwordEnv: "" }, false],
+  [{ redis: "redis://localhost", prefix: "" }, false],
+  [{ redis: "redis://localhost", prefix: "gate cast:" }, false],
+  [{ redis: "redis://localhost", prefix: "p".repeat(65) }, false],
+  [{ redis: "redis://localhost", node: "edge 1" }, false],
+  [{ redis: "redis://localhost", node: "n".repeat(65) }, false],
+  [null, false],
+];
+
 Deno.test("the schema and gatecast agree on these files", () => {
   const cases: [unknown, boolean][] = [
     [{ databases: { plant1: { url: "mysql://u:p@db:3306/iot" } } }, true],
@@ -326,6 +366,7 @@ Deno.test("the schema and gatecast agree on these files", () => {
     [{ logLevel: "verbose", databases: {} }, false],
     [{ port: "4053", databases: {} }, false],
     [{ pollIntervalMs: 1.5, databases: {} }, false],
+    ...CLUSTER_CASES.map(([cluster, valid]): [unknown, boolean] => [{ databases: {}, cluster }, valid]),
   ];
   for (
     const [doc, valid] of [

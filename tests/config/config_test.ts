@@ -43,6 +43,7 @@ Deno.test("the contract's example config parses with every default filled in", (
   assert.deepEqual(config, {
     host: "0.0.0.0",
     port: 4053,
+    reusePort: false,
     pollIntervalMs: 1000,
     queryTimeoutMs: 5000,
     pointsRefreshPolls: 10,
@@ -98,6 +99,7 @@ Deno.test("every top-level setting can be given, and $schema is allowed", () => 
   const settings = {
     host: "127.0.0.1",
     port: 0,
+    reusePort: true,
     pollIntervalMs: 50,
     queryTimeoutMs: 300,
     pointsRefreshPolls: 1,
@@ -255,10 +257,10 @@ Deno.test("an unknown key at the top or in a database is rejected listing the ac
     () => parseConfig({ databases: {}, pollIntervalMS: 100 }, noEnv),
     configError(
       "pollIntervalMS",
-      "pollIntervalMS: unknown key; accepted keys are $schema, host, port, pollIntervalMs, queryTimeoutMs, " +
+      "pollIntervalMS: unknown key; accepted keys are $schema, host, port, reusePort, pollIntervalMs, queryTimeoutMs, " +
         "pointsRefreshPolls, maxFrameBytes, maxSubscriptionsPerConnection, sendBufferSoftBytes, sendBufferHardBytes, slowClientGraceMs, keepAliveSeconds, dbRetryMaxMs, logLevel, databases, " +
         "handles, auth, legacy, allowedOrigins, trustedProxies, tls, maxConnections, maxConnectionsPerAddress, " +
-        "maxFramesPerSecond, firstFrameTimeoutMs, notifyFrom, wampRealm",
+        "maxFramesPerSecond, firstFrameTimeoutMs, notifyFrom, wampRealm, cluster",
     ),
   );
   assert.throws(
@@ -455,6 +457,19 @@ Deno.test("an empty host or an unknown log level is rejected", () => {
   assert.throws(
     () => parseConfig({ logLevel: "loud", databases: {} }, noEnv),
     configError("logLevel", 'logLevel: expected one of debug, info, warn, error, got "loud"'),
+  );
+});
+
+Deno.test('reusePort is false unless given; "yes" or 1 is refused asking for true or false', () => {
+  assert.equal(parseConfig({ databases: {}, auth: NO_AUTH }, noEnv).reusePort, false);
+  assert.equal(parseConfig({ databases: {}, auth: NO_AUTH, reusePort: true }, noEnv).reusePort, true);
+  assert.throws(
+    () => parseConfig({ reusePort: "yes", databases: {}, auth: NO_AUTH }, noEnv),
+    configError("reusePort", 'reusePort: expected true or false, got "yes"'),
+  );
+  assert.throws(
+    () => parseConfig({ reusePort: 1, databases: {}, auth: NO_AUTH }, noEnv),
+    configError("reusePort", "reusePort: expected true or false, got 1"),
   );
 });
 

@@ -52,6 +52,11 @@ Deno.test("every scalar setting takes the edges of its declaration and refuses a
         assert.equal((parseConfig(doc(key, value), () => undefined) as never)[key], value);
       }
       bad.push("bogus", 1);
+    } else if (setting.type === "boolean") {
+      for (const value of [true, false]) {
+        assert.equal((parseConfig(doc(key, value), () => undefined) as never)[key], value);
+      }
+      bad.push("yes", "true", 1, null);
     } else {
       bad.push("", 1);
     }
@@ -59,6 +64,8 @@ Deno.test("every scalar setting takes the edges of its declaration and refuses a
       ? `an integer ${setting.min}-${setting.max}`
       : setting.type === "choice"
       ? `one of ${setting.values.join(", ")}`
+      : setting.type === "boolean"
+      ? "true or false"
       : "a non-empty string";
     for (const value of bad) {
       assert.equal(refusal(doc(key, value)), `${key}: expected ${accepted}, got ${JSON.stringify(value)}`);
@@ -94,10 +101,12 @@ Deno.test("README's settings table is the one generated from lib/settings.ts", a
   );
 });
 
-/** A default as the docs write it (`65,536 bytes`, `10 s`, `1 MiB`, `` `info` ``), in the setting's own unit. */
+/** A default as the docs write it (`65,536 bytes`, `10 s`, `1 MiB`, `` `info` ``, `` `false` ``), in the setting's own unit. */
 function statedValue(key: string, text: string): unknown {
   const quoted = /^`([^`]*)`/.exec(text);
-  if (quoted) return typeof DEFAULTS.get(key) === "number" ? statedValue(key, quoted[1]) : quoted[1];
+  if (quoted) return typeof DEFAULTS.get(key) === "string" ? quoted[1] : statedValue(key, quoted[1]);
+  const flag = /^(true|false)\b/.exec(text);
+  if (flag) return flag[1] === "true";
   const number = /^([0-9][0-9,]*)(?:\s*(ms|s|KiB|MiB|bytes)\b)?/.exec(text);
   if (!number) return undefined;
   const n = Number(number[1].replace(/,+$/, "").replaceAll(",", ""));

@@ -147,6 +147,7 @@ Deno.test("a later tick sends updates with only the values that changed in the d
       type: "update",
       topic: "a/real/3",
       seq: 2,
+      epoch: t.registry.topic("a/real/3")!.feed.epoch,
       ts: undefined,
       changes: [{ address: "GW-301", code: "ia", value: 12.5 }],
     });
@@ -246,6 +247,7 @@ Deno.test("a failing source marks its topics stale once, keeps ticking, and reco
     assert.deepEqual(onA.frames(), [{
       type: "stale",
       topic: "a/real/1",
+      epoch: t.registry.topic("a/real/1")!.feed.epoch,
       code: "SOURCE_UNAVAILABLE",
       message: "database 'a' is unavailable: ECONNREFUSED",
     }]);
@@ -669,5 +671,230 @@ Deno.test("one of several databases with a wrong password: only its topics are s
     await client.close();
     await app.stop();
     await good.drop().catch(() => {});
+  }
+});
+
+// --- a cluster's groups: polled here, or elsewhere (GroupPolling) ------------------------------
+// Placed with the tests that use them, so that this section only appends to the file.
+
+import { type AdoptedState, publishAdopted } from "../../lib/hub/fanout.ts";
+import type { GroupPolling } from "../../lib/hub/poller.ts";
+import type { Topic } from "../../lib/hub/registry.ts";
+
+/** A cluster's answers for the poller: the groups it polls, and what it was asked and told. */
+class RecordingPolling implements GroupPolling {
+  /** The groups this node polls; any other is polled elsewhere. */
+  readonly here = new Set<string>();
+  /** What {@link wakeElsewhere} answers (false: no other node can be asked, Redis is away). */
+  canWake = true;
+  /** Group keys {@link wakeElsewhere} was asked for. */
+  readonly woken: string[] = [];
+  /** Topic keys shared after each poll, in order. */
+  readonly shared: string[] = [];
+
+  pollsHere(group: { readonly key: string }): boolean {
+    return this.here.has(group.key);
+  }
+
+  wakeElsewhere(groupKey: string): boolean {
+    this.woken.push(groupKey);
+    return this.canWake;
+  }
+
+  published(topic: Topic): void {
+    this.shared.push(topic.name.key);
+  }
+}
+
+/** {@link setup}'s poller and registry for one database `a`, with a cluster's polling. */
+function clusterSetup(options: { intervalMs?: number } = {}) {
+  const source = new ControlledSource("a");
+  const metrics = new Metrics(METRIC_FAMILIES);
+  const logger = new Logger("error");
+  const registry = new Registry();
+  const polling = new RecordingPolling();
+  const intervalMs = options.intervalMs ?? 60_000;
+  const poller = new Poller(
+    registry,
+    new Map([["a", new MeteredSource(source, metrics)]]),
+    HANDLES,
+    intervalMs,
+    metrics,
+    logger,
+    2 * intervalMs,
+    polling,
+  );
+  const subscribe = (topic: string) => {
+    const peer = new FakePeer();
+    registry.subscribe(parseTopic(topic), peer, pointsV1);
+    return peer;
+  };
+  const cleanup = async () => {
+    await poller.stop();
+    await source.close();
+  };
+  return { source, metrics, registry, polling, poller, subscribe, cleanup };
+}
+
+/** The state of a topic as the node that polls it shares it: a poll of `a/real/<unit>` on a node of its own. */
+async function polledElsewhere(unit: number): Promise<AdoptedState> {
+  const other = setup(["a"]);
+  try {
+    other.subscribe(`a/real/${unit}`);
+    other.poller.tick();
+    await other.poller.stop();
+    const { rows, seq, epoch, ts } = other.registry.topic(`a/real/${unit}`)!.feed;
+    return { rows: rows!, seq, epoch, ts };
+  } finally {
+    await other.cleanup();
+  }
+}
+
+Deno.test("a group polled elsewhere runs no query at the tick; only its database is probed", async () => {
+  const t = clusterSetup();
+  try {
+    const peer = t.subscribe("a/real/1");
+    t.poller.tick();
+    await t.poller.stop();
+    assert.deepEqual(t.source.sql, ["SELECT 1"]);
+    assert.equal(t.metrics.value("gatecast_db_queries_total", { db: "a" }), 1);
+    assert.deepEqual(peer.sent, []);
+    assert.deepEqual(t.polling.shared, []);
+    assert.deepEqual(t.polling.woken, []);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("the tick serves the owed subscribers of a group polled elsewhere from its adopted state", async () => {
+  const t = clusterSetup();
+  try {
+    const first = t.subscribe("a/real/1");
+    const slow = t.subscribe("a/real/1");
+    slow.admits = "skip";
+    const state = await polledElsewhere(1);
+    const topic = t.registry.topic("a/real/1")!;
+    assert.equal(publishAdopted(topic, state), true);
+    assert.deepEqual(first.frames().map((f) => [f.type, f.seq, f.epoch]), [["snapshot", 1, state.epoch]]);
+    assert.deepEqual(slow.sent, []);
+    slow.admits = "send"; // drained
+    const late = t.subscribe("a/real/1"); // owed its snapshot
+    t.poller.tick();
+    await t.poller.stop();
+    const snapshot = first.frames()[0];
+    assert.deepEqual(slow.frames(), [snapshot]);
+    assert.deepEqual(late.frames(), [snapshot]);
+    assert.equal(first.sent.length, 1);
+    assert.equal(snapshot.points.length, 10);
+    assert.equal(selects(t.source), 0);
+    assert.deepEqual(topic.feed.owed, new Set());
+    // Served, they hear nothing more until the next state.
+    t.poller.tick();
+    await t.poller.stop();
+    assert.deepEqual([first.sent.length, slow.sent.length, late.sent.length], [1, 1, 1]);
+    assert.deepEqual(t.polling.shared, []);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("pollNow of a group polled elsewhere is forwarded to its node with the group's key, and runs no query", async () => {
+  const t = clusterSetup();
+  try {
+    t.subscribe("a/real/1");
+    const group = t.registry.group("a/real")!;
+    assert.equal(t.poller.pollNow(group), "forwarded");
+    assert.deepEqual(t.polling.woken, ["a/real"]);
+    assert.equal(t.poller.forward("a/real"), true);
+    assert.deepEqual(t.polling.woken, ["a/real", "a/real"]);
+    await t.poller.stop();
+    assert.deepEqual(t.source.sql, []);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("pollNow of a group polled elsewhere whose node cannot be asked polls it here", async () => {
+  const t = clusterSetup();
+  try {
+    const peer = t.subscribe("a/real/1");
+    t.polling.canWake = false; // Redis away
+    assert.equal(t.poller.pollNow(t.registry.group("a/real")!), "started");
+    assert.equal(t.poller.forward("a/real"), false);
+    await t.poller.stop();
+    assert.deepEqual(t.polling.woken, ["a/real", "a/real"]);
+    assert.equal(selects(t.source), 2);
+    assert.deepEqual(peer.frames().map((f) => [f.type, f.seq]), [["snapshot", 1]]);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("pollNow of a group polled here never asks another node", async () => {
+  const t = clusterSetup();
+  try {
+    t.polling.here.add("a/real");
+    t.subscribe("a/real/1");
+    assert.equal(t.poller.pollNow(t.registry.group("a/real")!), "started");
+    await t.poller.stop();
+    assert.deepEqual(t.polling.woken, []);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("a group polled here is shared once per poll that changed a topic, and not after a poll that changed nothing", async () => {
+  const t = clusterSetup();
+  try {
+    t.polling.here.add("a/real");
+    t.subscribe("a/real/1");
+    t.subscribe("a/real/3");
+    t.poller.tick();
+    await t.poller.stop();
+    assert.deepEqual([...t.polling.shared].sort(), ["a/real/1", "a/real/3"]);
+    t.poller.tick();
+    await t.poller.stop();
+    assert.equal(t.polling.shared.length, 2, "an unchanged poll shares nothing");
+    t.source.exec("UPDATE device_data_real SET ia = 12.5 WHERE equip_address = 'GW-301'");
+    t.poller.tick();
+    await t.poller.stop();
+    assert.deepEqual(t.polling.shared.slice(2), ["a/real/3"]);
+    assert.equal(t.registry.topic("a/real/3")!.feed.seq, 2);
+    assert.equal(t.registry.topic("a/real/1")!.feed.seq, 1);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("a group polled here is shared once when it goes stale, not again while it stays so, and once on recovery", async () => {
+  const t = clusterSetup({ intervalMs: 50 });
+  try {
+    t.polling.here.add("a/real");
+    t.subscribe("a/real/1");
+    t.poller.tick();
+    await t.poller.stop();
+    assert.deepEqual(t.polling.shared, ["a/real/1"]);
+    t.source.failure = new SourceError("a", "unavailable", "database 'a' is unavailable: ECONNREFUSED");
+    t.poller.tick();
+    await t.poller.stop();
+    assert.deepEqual(t.polling.shared, ["a/real/1", "a/real/1"]);
+    assert.equal(t.registry.topic("a/real/1")!.feed.stale?.code, "SOURCE_UNAVAILABLE");
+    // The retry waits for its backoff: tick until a second poll has failed too.
+    await waitFor("a second failed poll", async () => {
+      t.poller.tick();
+      await t.poller.stop();
+      return t.metrics.value("gatecast_poll_errors_total", { db: "a" }) === 2;
+    }, 2000);
+    assert.deepEqual(t.polling.shared, ["a/real/1", "a/real/1"]);
+    t.source.failure = undefined;
+    await waitFor("the recovery", async () => {
+      t.poller.tick();
+      await t.poller.stop();
+      return t.registry.topic("a/real/1")!.feed.stale === undefined;
+    }, 2000);
+    assert.deepEqual(t.polling.shared, ["a/real/1", "a/real/1", "a/real/1"]);
+    assert.equal(t.registry.topic("a/real/1")!.feed.seq, 2);
+  } finally {
+    await t.cleanup();
   }
 });

@@ -15,7 +15,6 @@ Deno.test("the first subscriber creates the topic and its group and tells the po
   const registry = new Registry((group) => added.push(group));
   const peer = new FakePeer();
   const subscription = registry.subscribe(parseTopic("plant1/real/12"), peer, pointsV1);
-  assert.equal(subscription.seq, 0);
   assert.equal(subscription.peer, peer);
   assert.equal(subscription.encoder, pointsV1);
   assert.equal(registry.topicCount, 1);
@@ -131,4 +130,104 @@ Deno.test("subscriptionsOf lists every subscription to the topics of one databas
   registry.subscribe(parseTopic("plant2/real/1"), new FakePeer(), pointsV1);
   assert.deepEqual(registry.subscriptionsOf("plant1"), [a, b]);
   assert.deepEqual(registry.subscriptionsOf("plant9"), []);
+});
+
+// --- topics held for other nodes' clients (cluster mode) ---
+
+/** A registry whose added and removed topics are recorded by key. */
+function recording() {
+  const added: string[] = [];
+  const removed: string[] = [];
+  const registry = new Registry(
+    (group, topic) => added.push(`${group.key} ${topic.name.key}`),
+    (topic) => removed.push(topic.name.key),
+  );
+  return { registry, added, removed };
+}
+
+Deno.test("hold creates a topic without subscribers, in its group, and tells the poller once", () => {
+  const { registry, added, removed } = recording();
+  const topic = registry.hold(parseTopic("plant1/real/12"));
+  assert.equal(topic.heldForPeers, true);
+  assert.equal(topic.subscriptions.size, 0);
+  assert.equal(registry.topic("plant1/real/12"), topic);
+  assert.equal(registry.group("plant1/real")!.topics.get(12), topic);
+  assert.equal(registry.topicCount, 1);
+  assert.equal(registry.subscriptionCount, 0);
+  assert.deepEqual(added, ["plant1/real plant1/real/12"]);
+  // Held again, or subscribed to, it is the same topic: nobody is told twice.
+  assert.equal(registry.hold(parseTopic("plant1/real/12")), topic);
+  assert.equal(registry.subscribe(parseTopic("plant1/real/12"), new FakePeer(), pointsV1).topic, topic);
+  assert.deepEqual(added, ["plant1/real plant1/real/12"]);
+  assert.deepEqual(removed, []);
+});
+
+Deno.test("hold of a topic that has subscribers keeps it and tells nobody", () => {
+  const { registry, added } = recording();
+  const subscription = registry.subscribe(parseTopic("plant1/real/12"), new FakePeer(), pointsV1);
+  assert.equal(registry.hold(parseTopic("plant1/real/12")), subscription.topic);
+  assert.equal(subscription.topic.heldForPeers, true);
+  assert.deepEqual(added, ["plant1/real plant1/real/12"]);
+});
+
+Deno.test("a held topic survives its last unsubscribe", () => {
+  const { registry, removed } = recording();
+  const subscription = registry.subscribe(parseTopic("plant1/real/12"), new FakePeer(), pointsV1);
+  const topic = registry.hold(parseTopic("plant1/real/12"));
+  registry.unsubscribe(subscription);
+  assert.equal(registry.topic("plant1/real/12"), topic);
+  assert.equal(registry.group("plant1/real")!.topics.get(12), topic);
+  assert.equal(registry.subscriptionCount, 0);
+  assert.deepEqual(removed, []);
+});
+
+Deno.test("release forgets an unused topic and its emptied group, and tells the cluster once", () => {
+  const { registry, removed } = recording();
+  const topic = registry.hold(parseTopic("plant1/real/12"));
+  registry.release(topic);
+  assert.equal(topic.heldForPeers, false);
+  assert.equal(registry.topic("plant1/real/12"), undefined);
+  assert.equal(registry.group("plant1/real"), undefined);
+  assert.equal(registry.topicCount, 0);
+  assert.deepEqual(removed, ["plant1/real/12"]);
+  registry.release(topic); // again: already forgotten
+  assert.deepEqual(removed, ["plant1/real/12"]);
+});
+
+Deno.test("release of a topic with a subscriber keeps it, until that subscriber leaves", () => {
+  const { registry, removed } = recording();
+  const topic = registry.hold(parseTopic("plant1/real/12"));
+  const subscription = registry.subscribe(parseTopic("plant1/real/12"), new FakePeer(), pointsV1);
+  registry.release(topic);
+  assert.equal(topic.heldForPeers, false);
+  assert.equal(registry.topic("plant1/real/12"), topic);
+  assert.deepEqual(removed, []);
+  registry.unsubscribe(subscription);
+  assert.equal(registry.topic("plant1/real/12"), undefined);
+  assert.deepEqual(removed, ["plant1/real/12"]);
+});
+
+Deno.test("the last subscriber of a topic not held leaving tells the cluster once, even when unsubscribed twice", () => {
+  const { registry, removed } = recording();
+  const a = registry.subscribe(parseTopic("plant1/real/12"), new FakePeer(), pointsV1);
+  const b = registry.subscribe(parseTopic("plant1/real/12"), new FakePeer(), pointsV1);
+  registry.unsubscribe(a);
+  assert.deepEqual(removed, []);
+  registry.unsubscribe(b);
+  assert.deepEqual(removed, ["plant1/real/12"]);
+  assert.equal(registry.topic("plant1/real/12"), undefined);
+  registry.unsubscribe(b);
+  assert.deepEqual(removed, ["plant1/real/12"]);
+});
+
+Deno.test("a stale subscription of a forgotten topic does not remove the topic held anew", () => {
+  const { registry, removed } = recording();
+  const first = registry.subscribe(parseTopic("plant1/real/12"), new FakePeer(), pointsV1);
+  registry.unsubscribe(first);
+  const held = registry.hold(parseTopic("plant1/real/12"));
+  registry.unsubscribe(first);
+  registry.release(first.topic);
+  assert.equal(registry.topic("plant1/real/12"), held);
+  assert.equal(held.heldForPeers, true);
+  assert.deepEqual(removed, ["plant1/real/12"]);
 });

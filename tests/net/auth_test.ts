@@ -67,7 +67,7 @@ Deno.test("an ES256 token verifies with a key from a JWKS file, chosen by kid", 
   const two = await generateKeyPair("ES256", { extractable: true });
   const dir = await Deno.makeTempDir();
   const file = `${dir}/jwks.json`;
-  const jwk = async (key: CryptoKey, kid: string) => ({
+  const jwk = async (key: Parameters<typeof exportJWK>[0], kid: string) => ({
     ...(await exportJWK(key)),
     kid,
     alg: "ES256",

@@ -90,7 +90,8 @@ Deno.test("a client that stops reading gets no intermediate updates and, reading
     );
     await db.query("UPDATE device_data_real SET ua = 7001, ub = 7002, ia = 7003");
     const FINAL: Record<string, number> = { ua: 7001, ub: 7002, ia: 7003 };
-    const lastSeq = new Map<string, number>();
+    // Each topic's last frame read: its seq and epoch.
+    const last = new Map<string, { seq: number; epoch: string }>();
     const state = new Map<string, Map<string, number>>();
     let catchUpSnapshots = 0;
     const done = () =>
@@ -104,14 +105,27 @@ Deno.test("a client that stops reading gets no intermediate updates and, reading
       const parsed = JSON.parse(frame.text);
       if (parsed.type === "subscribed") continue;
       const topic = parsed.topic as string;
-      assert.deepEqual(parsed.seq, (lastSeq.get(topic) ?? 0) + 1, `seq of ${topic} has no gap`);
-      lastSeq.set(topic, parsed.seq);
+      const { seq, epoch } = parsed;
+      assert.ok(typeof epoch === "string" && epoch !== "", `epoch of ${topic}: ${JSON.stringify(epoch)}`);
+      assert.ok(Number.isInteger(seq) && seq >= 1, `seq of ${topic}: ${seq}`);
+      const before = last.get(topic);
+      // One server run, every topic subscribed throughout: one epoch per topic.
+      if (before !== undefined) assert.equal(epoch, before.epoch, `epoch of ${topic} stays`);
+      last.set(topic, { seq, epoch });
       if (parsed.type === "snapshot") {
-        if (parsed.seq > 1) catchUpSnapshots++;
+        // The topic's sequence is shared: a snapshot (the first, or a catch-up one) carries the
+        // topic's current seq, past the frames this client was not sent, never back.
+        if (before !== undefined) {
+          assert.ok(seq > before.seq, `snapshot of ${topic} at ${seq} after ${before.seq}`);
+          catchUpSnapshots++;
+        }
         const points = parsed.points as { address: string; code: string; value: number }[];
         state.set(topic, new Map(points.map((p) => [`${p.address}|${p.code}`, p.value])));
       } else {
         assert.deepEqual(parsed.type, "update");
+        // An update follows the frame before it: no gap between updates.
+        assert.ok(before !== undefined, `an update of ${topic} before its snapshot`);
+        assert.equal(seq, before.seq + 1, `update of ${topic} follows seq ${before.seq}`);
         for (const c of parsed.changes) state.get(topic)!.set(`${c.address}|${c.code}`, c.value);
       }
     }

@@ -13,7 +13,7 @@ import { groupCovered, NotifyError, parseNotifyBody } from "../../lib/net/notify
 import { startTestApp, type TestApp, waitFor } from "../support/app.ts";
 import { createTestDatabase, type TestDatabase } from "../support/mysql.ts";
 import { signToken, tokenAuth } from "../support/tokens.ts";
-import { TestClient } from "../support/ws_client.ts";
+import { type Frame, TestClient } from "../support/ws_client.ts";
 
 // ---------------------------------------------------------------------------------------------
 // The body, pure.
@@ -166,23 +166,36 @@ function pollsDone(app: TestApp, db = "plant1"): number {
   return app.metrics.value("gatecast_poll_duration_seconds", { db });
 }
 
+/** A v1 client subscribed to `topic`, and the snapshot it got. */
+async function subscribed(
+  app: TestApp,
+  topic: string,
+  headers?: Record<string, string>,
+): Promise<{ client: TestClient; snapshot: Frame }> {
+  const client = await TestClient.open(app.wsUrl, "gatecast.v1", headers);
+  client.send({ type: "subscribe", id: 1, topic });
+  await client.expect("subscribed");
+  return { client, snapshot: await client.expect("snapshot") };
+}
+
 /** A v1 client subscribed to `topic`, its snapshot taken. */
 async function subscriber(
   app: TestApp,
   topic: string,
   headers?: Record<string, string>,
 ): Promise<TestClient> {
-  const client = await TestClient.open(app.wsUrl, "gatecast.v1", headers);
-  client.send({ type: "subscribe", id: 1, topic });
-  await client.expect("subscribed");
-  await client.expect("snapshot");
-  return client;
+  return (await subscribed(app, topic, headers)).client;
 }
 
 withPlant(
   "a notify right after an UPDATE brings the change to a subscriber long before the next tick",
   async ({ app, db }) => {
-    const client = await subscriber(app, "plant1/tanks/north");
+    const { client, snapshot } = await subscribed(app, "plant1/tanks/north");
+    assert.equal(snapshot.seq, 1);
+    assert.ok(
+      typeof snapshot.epoch === "string" && snapshot.epoch !== "",
+      `epoch of ${JSON.stringify(snapshot)}`,
+    );
     await db.query("UPDATE tank_level SET level_m = 5.5 WHERE site = 'north' AND tank_id = 3");
     const sent = Date.now();
     const answer = await notify(app, { topics: ["plant1/tanks/north"] });
@@ -194,6 +207,7 @@ withPlant(
       type: "update",
       topic: "plant1/tanks/north",
       seq: 2,
+      epoch: snapshot.epoch,
       ts: 0,
       upsert: [{ tank_id: 3, level_m: 5.5 }],
       delete: [],

@@ -129,15 +129,25 @@ Deno.test("Debian's autobahn-python subscribes to plant1.real.12: the snapshot e
       // The snapshot EVENT may come before the SUBSCRIBED answer reaches the client's code.
       const events = () => lines.filter((line) => line.type !== undefined);
       await waitFor("the Python client's snapshot event", () => events().length >= 1, 20_000);
-      assert.equal(events()[0].type, "snapshot");
-      assert.equal(events()[0].topic, "plant1/real/12");
-      assert.equal(events()[0].points.length, EXPECTED_12.length);
+      const snapshot = events()[0];
+      assert.equal(snapshot.type, "snapshot");
+      assert.equal(snapshot.topic, "plant1/real/12");
+      // The topic's first state: seq 1 of the topic's epoch, a non-empty string.
+      assert.equal(snapshot.seq, 1);
+      assert.ok(
+        typeof snapshot.epoch === "string" && snapshot.epoch !== "",
+        `epoch of ${JSON.stringify(snapshot)}`,
+      );
+      assert.equal(snapshot.points.length, EXPECTED_12.length);
       await waitFor("the Python client's subscription", () => lines.some((line) => line.subscribed), 20_000);
       await db.setData("GW1", { ua: 232.5, ia: 10, ub: 1 });
       await waitFor("the Python client's update event", () => events().length >= 2, 20_000);
-      assert.equal(events()[1].type, "update");
-      assert.equal(events()[1].seq, 2);
-      assert.deepEqual(events()[1].changes, [{ address: "GW1", code: "ua", value: 232.5 }]);
+      const update = events()[1];
+      assert.equal(update.type, "update");
+      assert.equal(update.topic, "plant1/real/12");
+      assert.equal(update.seq, snapshot.seq + 1);
+      assert.equal(update.epoch, snapshot.epoch);
+      assert.deepEqual(update.changes, [{ address: "GW1", code: "ua", value: 232.5 }]);
       const status = await child.status;
       assert.equal(status.code, 0, await errors);
     } finally {

@@ -63,3 +63,28 @@ Deno.test("a database's binlog that appears, changes or goes needs a restart; a 
   );
   assert.deepEqual(restartNeeded(before, config({ plant2: db() })), []);
 });
+
+Deno.test("a cluster section that appears, changes or goes needs a restart; the same one given again does not", () => {
+  const config = (cluster?: Record<string, unknown>) =>
+    parseConfig(
+      { auth: { mode: "none" }, databases: {}, ...(cluster ? { cluster } : {}) },
+      (name) => name === "GATECAST_REDIS_PASSWORD" ? "s3cret" : undefined,
+    );
+  const single = config();
+  const clustered = config({ redis: "redis://127.0.0.1:6379" });
+  assert.deepEqual(restartNeeded(single, config()), []);
+  assert.deepEqual(restartNeeded(clustered, config({ redis: "redis://127.0.0.1:6379" })), []);
+  assert.deepEqual(restartNeeded(single, clustered), ["cluster"]);
+  assert.deepEqual(restartNeeded(clustered, single), ["cluster"]);
+  assert.deepEqual(
+    restartNeeded(clustered, config({ redis: "redis://127.0.0.1:6379", leaseMs: 5000 })),
+    ["cluster"],
+  );
+  assert.deepEqual(
+    restartNeeded(
+      clustered,
+      config({ redis: "redis://127.0.0.1:6379", passwordEnv: "GATECAST_REDIS_PASSWORD" }),
+    ),
+    ["cluster"],
+  );
+});

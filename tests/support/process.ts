@@ -137,7 +137,7 @@ export async function startGatecastProcess(
 /**
  * Writes `config` (on 127.0.0.1, a free port and auth off unless it says otherwise) to a temporary
  * file and runs main.ts on it with the least privilege of `deno task start`: `--allow-net`,
- * `--allow-read` of that file, `--allow-env=GATECAST_*`. `configPath` is that file: rewrite it
+ * `--allow-read` of that file, `--allow-env=GATECAST_*,REDIS_DEBUG_MAINTENANCE,REDIS_EMIT_DIAGNOSTICS`. `configPath` is that file: rewrite it
  * before a SIGHUP, remove it when done. The config's `logLevel` must be `info` or `debug` (the
  * start waits for the `listening` line).
  */
@@ -151,7 +151,11 @@ export async function startGatecastOnConfig(
     JSON.stringify({ host: "127.0.0.1", port: 0, auth: { mode: "none" }, ...config }),
   );
   const main = new URL("../../main.ts", import.meta.url).pathname;
-  const permissions = ["--allow-net", `--allow-read=${configPath}`, "--allow-env=GATECAST_*"];
+  const permissions = [
+    "--allow-net",
+    `--allow-read=${configPath}`,
+    "--allow-env=GATECAST_*,REDIS_DEBUG_MAINTENANCE,REDIS_EMIT_DIAGNOSTICS",
+  ];
   const server = await startGatecastProcess(main, permissions, ["--config", configPath], {}, options)
     .catch(async (error) => {
       await Deno.remove(configPath);

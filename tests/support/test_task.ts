@@ -2,7 +2,8 @@
  * What `deno task test` runs: `deno test <its arguments>`, after providing once for the whole run
  * what the suite needs (requirements.ts: use it, install it as root with apt-get, or stop at once
  * with one line), with one server for every test file in `MYSQL_URL`: the one found, or one
- * throw-away `mariadbd` started here and stopped afterwards. Deno runs each test file in an isolate
+ * throw-away `mariadbd` started here and stopped afterwards; and likewise one Redis in `REDIS_URL`
+ * (a throw-away `redis-server` when none is found). Deno runs each test file in an isolate
  * of its own, so module state in a test file cannot share a server with the next file; this
  * process around `deno test` can.
  */
@@ -25,17 +26,27 @@ import {
   startThrowawayMariadb,
   type ThrowawayMariadb,
 } from "./servers.ts";
+import {
+  LOCAL_REDIS,
+  redisRequirement,
+  type RedisServerInfo,
+  type RedisSource,
+  startThrowawayRedis,
+  type ThrowawayRedis,
+} from "./redis.ts";
 
 /** Options of {@link runTestTask}. */
 export interface TestTaskOptions {
   /** Where the local server is looked for; {@link LOCAL_SERVER} (127.0.0.1:3306) by default. */
   readonly local?: ServerInfo;
+  /** Where the local Redis is looked for; {@link LOCAL_REDIS} (127.0.0.1:6379) by default. */
+  readonly localRedis?: RedisServerInfo;
   /** `GATECAST_REQUIRE_BROWSER=1`: Chromium is required; read from the environment by default. */
   readonly requireBrowser?: boolean;
 }
 
 /**
- * What the whole suite needs, the server first: mariadbd for the tests that start servers of
+ * What the whole suite needs, the MariaDB server and Redis first: mariadbd for the tests that start servers of
  * their own, openssl for the TLS test, Debian's autobahn-python for the WAMP test, and Chromium
  * only when the browser tests are required
  * (without it they are ignored).
@@ -43,9 +54,11 @@ export interface TestTaskOptions {
 export function suiteRequirements(
   requireBrowser: boolean,
   local: ServerInfo = LOCAL_SERVER,
-): [Requirement<ServerSource>, ...Requirement<unknown>[]] {
+  localRedis: RedisServerInfo = LOCAL_REDIS,
+): [Requirement<ServerSource>, Requirement<RedisSource>, ...Requirement<unknown>[]] {
   return [
     serverRequirement(local),
+    redisRequirement(localRedis),
     MARIADB_PROGRAMS,
     OPENSSL,
     PYTHON_AUTOBAHN,
@@ -70,9 +83,11 @@ function say(line: string): void {
 export async function runTestTask(args: readonly string[], options: TestTaskOptions = {}): Promise<number> {
   const local = options.local ?? LOCAL_SERVER;
   const requireBrowser = options.requireBrowser ?? Deno.env.get("GATECAST_REQUIRE_BROWSER") === "1";
+  const localRedis = options.localRedis ?? LOCAL_REDIS;
   let source: ServerSource;
+  let redisSource: RedisSource;
   try {
-    [source] = await provideAll(suiteRequirements(requireBrowser, local));
+    [source, redisSource] = await provideAll(suiteRequirements(requireBrowser, local, localRedis));
   } catch (error) {
     if (!(error instanceof MissingRequirement)) throw error;
     say(error.message);
@@ -88,11 +103,24 @@ export async function runTestTask(args: readonly string[], options: TestTaskOpti
       return 1;
     }
   }
+  let throwawayRedis: ThrowawayRedis | undefined;
   try {
+    if (redisSource.kind === "throwaway") {
+      say(
+        `no REDIS_URL and no Redis on ${localRedis.host}:${localRedis.port}: one throw-away redis-server for this run`,
+      );
+      try {
+        throwawayRedis = await startThrowawayRedis();
+      } catch (error) {
+        say((error as Error).message);
+        return 1;
+      }
+    }
     const info = source.kind === "throwaway" ? throwaway!.info : source.info;
+    const redisUrl = redisSource.kind === "throwaway" ? throwawayRedis!.url : redisSource.info.url;
     const child = new Deno.Command(Deno.execPath(), {
       args: ["test", ...args],
-      env: { MYSQL_URL: mysqlUrl(info) },
+      env: { MYSQL_URL: mysqlUrl(info), REDIS_URL: redisUrl },
     }).spawn();
     // Ctrl-C reaches `deno test` itself; a signal sent to this process alone is passed on, so
     // that the throw-away server is always stopped below.
@@ -109,6 +137,7 @@ export async function runTestTask(args: readonly string[], options: TestTaskOpti
     for (const remove of forwards) remove();
     return status.code;
   } finally {
+    await throwawayRedis?.stop();
     if (throwaway) {
       await throwaway.stop();
       await Deno.remove(throwaway.dir, { recursive: true }).catch(() => {});

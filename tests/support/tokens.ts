@@ -19,7 +19,7 @@ export interface TestClaims {
 /** Signs a JWT with `alg` (default HS256 with {@link TEST_SECRET}). */
 export async function signToken(
   claims: TestClaims,
-  key: CryptoKey | Uint8Array = new TextEncoder().encode(TEST_SECRET),
+  key: Parameters<SignJWT["sign"]>[0] = new TextEncoder().encode(TEST_SECRET),
   alg = "HS256",
   kid?: string,
 ): Promise<string> {

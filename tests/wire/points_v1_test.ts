@@ -81,10 +81,11 @@ Deno.test("changes are address, code and value of each changed point, null when 
     value: "on\n",
   }];
   const frame = updateFrame(topic, before, after)!;
-  assert.deepEqual(JSON.parse(frame.text(7)), {
+  assert.deepEqual(JSON.parse(frame.text), {
     type: "update",
     topic: "plant1/real/12",
-    seq: 7,
+    seq: 2,
+    epoch: topic.feed.epoch,
     ts: 2000,
     changes: [
       { address: 'GW"1', code: "ua", value: 230 },
@@ -99,9 +100,9 @@ Deno.test("a frame's byte count is the UTF-8 length of its text, with non-ASCII 
   const before = [point("网关1", "ua", 229.5), point("GW1", "温度", "高°C"), point("GW2", "st", true)];
   const { topic, v1 } = setup(before);
   const snapshot = topic.feed.snapshotFor(topic, pointsV1);
-  assert.equal(snapshot.bytes(12), encoder.encode(snapshot.text(12)).length);
-  assert.equal(v1.sent[0], snapshot.text(1));
+  assert.equal(snapshot.bytes, encoder.encode(snapshot.text).length);
+  assert.equal(v1.sent[0], snapshot.text);
   const after = [point("网关1", "ua", 230), point("GW1", "温度", "低°C"), point("GW2", "st", false)];
   const update = updateFrame(topic, before, after)!;
-  assert.equal(update.bytes(3), encoder.encode(update.text(3)).length);
+  assert.equal(update.bytes, encoder.encode(update.text).length);
 });

@@ -273,7 +273,10 @@ Deno.test("errorFrame, ackFrame, pongFrame and staleFrame produce the exact v1 t
   assert.equal(pongFrame(3), `{"type":"pong","id":3}`);
   assert.equal(pongFrame(), `{"type":"pong"}`);
   assert.equal(
-    staleFrame("plant1/real/12", { code: "SOURCE_UNAVAILABLE", message: "database 'plant1' is unavailable" }),
-    `{"type":"stale","topic":"plant1/real/12","code":"SOURCE_UNAVAILABLE","message":"database 'plant1' is unavailable"}`,
+    staleFrame("plant1/real/12", "e1", {
+      code: "SOURCE_UNAVAILABLE",
+      message: "database 'plant1' is unavailable",
+    }),
+    `{"type":"stale","topic":"plant1/real/12","epoch":"e1","code":"SOURCE_UNAVAILABLE","message":"database 'plant1' is unavailable"}`,
   );
 });

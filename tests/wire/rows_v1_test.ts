@@ -36,9 +36,10 @@ function setup() {
 }
 
 Deno.test("a snapshot carries key and every column of every row, in the result's order", () => {
-  const { peer } = setup();
+  const { peer, topic } = setup();
   assert.deepEqual(peer.sent, [
-    '{"type":"snapshot","topic":"plant1/tanks/north","seq":1,"ts":1000,"key":["tank_id"],"rows":[' +
+    `{"type":"snapshot","topic":"plant1/tanks/north","seq":1,"epoch":${JSON.stringify(topic.feed.epoch)},` +
+    '"ts":1000,"key":["tank_id"],"rows":[' +
     '{"site":"north","tank_id":1,"level_m":2.5,"note":"ok"},{"site":"north","tank_id":2,"level_m":3,"note":null},' +
     '{"site":"north","tank_id":3,"level_m":1,"note":"low"}]}',
   ]);
@@ -53,7 +54,8 @@ Deno.test("an UPDATE sends the row's key columns and only its changed columns; d
     2000,
   );
   assert.deepEqual(peer.sent, [
-    '{"type":"update","topic":"plant1/tanks/north","seq":2,"ts":2000,"upsert":[{"tank_id":2,"level_m":3.25,"note":"check"}],"delete":[]}',
+    `{"type":"update","topic":"plant1/tanks/north","seq":2,"epoch":${JSON.stringify(topic.feed.epoch)},` +
+    '"ts":2000,"upsert":[{"tank_id":2,"level_m":3.25,"note":"check"}],"delete":[]}',
   ]);
 });
 
@@ -69,6 +71,7 @@ Deno.test("an INSERT at the end is a whole new row in upsert", () => {
     type: "update",
     topic: "plant1/tanks/north",
     seq: 2,
+    epoch: topic.feed.epoch,
     ts: 2000,
     upsert: [{ site: "north", tank_id: 7, level_m: 0.5, note: "new" }],
     delete: [],
@@ -83,6 +86,7 @@ Deno.test("a DELETE sends the gone row's key columns; a change beside it is an u
     type: "update",
     topic: "plant1/tanks/north",
     seq: 2,
+    epoch: topic.feed.epoch,
     ts: 2000,
     upsert: [{ tank_id: 1, level_m: 2.75 }],
     delete: [{ tank_id: 2 }],

@@ -1,0 +1,917 @@
+/**
+ * The `cluster` scenario of `deno task bench` (bench/main.ts): gatecast nodes sharing one poll per
+ * (database, handle) group through Redis (lib/cluster/cluster.ts), each node its own process.
+ *
+ * - **share**: N nodes (3), C clients on each (one load process per node), U units (300) on the
+ *   bench plant's `real` handle; node k's clients cover two thirds of the units (thirds k and k+1),
+ *   so every unit is wanted by two nodes and the union is all of them. A fraction of the device rows
+ *   changes every tick. Measured over a window of polls, and the same load (the same three load
+ *   processes and topic lists) on ONE plain node: database queries per tick over the whole cluster
+ *   (the throw-away mariadbd's `Com_select`, and the nodes' `gatecast_db_queries_total` summed),
+ *   Redis messages per tick (`gatecast_cluster_messages_sent_total` summed) against the changed
+ *   topics per tick (distinct `seq`s seen by one watcher client per node), and CPU per delivered
+ *   frame of every node against the single node (raw, and above an idle window of the same nodes).
+ * - **failover**: the leaseholder (found by `/healthz` `cluster.leases`) is killed with SIGKILL and
+ *   one value per third of the units is changed in the database at once; measured: time from the
+ *   kill until the watchers on the surviving nodes have applied every new value (by the protocol's
+ *   rule: a snapshot sets the base, an update applies only at the same epoch and seq + 1, anything
+ *   else is answered by subscribing again), against leaseMs + 2 ticks; and what the first frame of
+ *   each topic after the kill was (a fresh snapshot in a new epoch, an update in a new epoch, a seq
+ *   gap, or seq + 1).
+ * - **scale**: gatecast has no `reusePort` (lib/net/listener.ts, lib/config), so two nodes listen on
+ *   two ports and the load processes pick one each: frames/s and CPU per frame for 1 node with C
+ *   clients, 2 cluster nodes with C clients each, and 1 node with 2C clients, every value of T
+ *   topics changing every tick.
+ *
+ * Redis: `REDIS_URL`, else 127.0.0.1:6379, else a throw-away `redis-server`
+ * (tests/support/redis.ts); every run uses its own key prefix and deletes its keys at the end.
+ */
+
+import mysql from "mysql2/promise";
+import { createClient } from "redis";
+import { freePort, type ServerInfo } from "../tests/support/mysql.ts";
+import { LOCAL_REDIS, parseRedisUrl, redisAnswers, startThrowawayRedis } from "../tests/support/redis.ts";
+import { type BenchPlant, CODES_PER_DEVICE, createBenchPlant } from "./plant.ts";
+import { cpuMicros, machineCpuTicks, rssBytes } from "./process_stats.ts";
+import { LoadProcess, type ServerProcess, startGatecast } from "./processes.ts";
+import type { LoadReport } from "./load_client.ts";
+
+/** Sizes of the scenario; bench/main.ts picks full, quick or smoke. */
+export interface ClusterSizes {
+  /** Nodes of the cluster (the share and failover parts). */
+  nodes: number;
+  /** Load clients on each node. */
+  clientsPerNode: number;
+  /** Units subscribed over the whole cluster (a multiple of 3). */
+  units: number;
+  /** Devices (of ten points) per unit. */
+  devices: number;
+  /** Share of the device rows changed every tick (every column of each). */
+  changedFraction: number;
+  intervalMs: number;
+  leaseMs: number;
+  /** Time after the last client subscribed before anything is measured. */
+  warmupMs: number;
+  /** Polls measured with nothing changing (the nodes' fixed cost). */
+  idleTicks: number;
+  /** Polls measured with values changing. */
+  ticks: number;
+  /** The failover gives up after this long. */
+  failoverTimeoutMs: number;
+  scale: {
+    /** Clients on each node; the 1-node run with twice as many is run too. */
+    clientsPerNode: number;
+    topics: number;
+    devices: number;
+    intervalMs: number;
+    warmupMs: number;
+    windowMs: number;
+  };
+}
+
+export const CLUSTER_FULL: ClusterSizes = {
+  nodes: 3,
+  clientsPerNode: 1000,
+  units: 300,
+  devices: 2,
+  changedFraction: 0.25,
+  intervalMs: 1000,
+  leaseMs: 3000,
+  warmupMs: 3000,
+  idleTicks: 8,
+  ticks: 20,
+  failoverTimeoutMs: 20_000,
+  scale: { clientsPerNode: 1500, topics: 20, devices: 4, intervalMs: 100, warmupMs: 2000, windowMs: 10_000 },
+};
+
+export const CLUSTER_QUICK: ClusterSizes = {
+  nodes: 3,
+  clientsPerNode: 300,
+  units: 90,
+  devices: 2,
+  changedFraction: 0.25,
+  intervalMs: 1000,
+  leaseMs: 3000,
+  warmupMs: 1000,
+  idleTicks: 3,
+  ticks: 5,
+  failoverTimeoutMs: 15_000,
+  scale: { clientsPerNode: 400, topics: 20, devices: 4, intervalMs: 100, warmupMs: 1000, windowMs: 3000 },
+};
+
+export const CLUSTER_SMOKE: ClusterSizes = {
+  nodes: 3,
+  clientsPerNode: 6,
+  units: 6,
+  devices: 1,
+  changedFraction: 0.5,
+  intervalMs: 500,
+  leaseMs: 1500,
+  warmupMs: 500,
+  idleTicks: 2,
+  ticks: 3,
+  failoverTimeoutMs: 10_000,
+  scale: { clientsPerNode: 4, topics: 2, devices: 1, intervalMs: 200, warmupMs: 300, windowMs: 1000 },
+};
+
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+const GROUP = "bench/real";
+
+// --- Redis ---
+
+/** The Redis of the run: `REDIS_URL`, else 127.0.0.1:6379, else a throw-away server. */
+async function findRedis(): Promise<{ url: string; source: string; stop(): Promise<void> }> {
+  const fromEnv = Deno.env.get("REDIS_URL");
+  if (fromEnv) {
+    const info = parseRedisUrl(fromEnv);
+    if (!(await redisAnswers(fromEnv))) {
+      throw new Error(`REDIS_URL (${info.host}:${info.port}) does not answer`);
+    }
+    return { url: fromEnv, source: "REDIS_URL", stop: async () => {} };
+  }
+  if (await redisAnswers(LOCAL_REDIS.url)) {
+    return { url: LOCAL_REDIS.url, source: "127.0.0.1:6379", stop: async () => {} };
+  }
+  const redis = await startThrowawayRedis();
+  return { url: redis.url, source: `throw-away redis-server on ${redis.port}`, stop: () => redis.stop() };
+}
+
+/** Deletes every key of the run's prefix. */
+async function deleteKeys(url: string, prefix: string): Promise<number> {
+  const client = createClient({ url });
+  client.on("error", () => {});
+  await client.connect();
+  let deleted = 0;
+  try {
+    for await (const batch of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 500 })) {
+      const keys = (Array.isArray(batch) ? batch : [batch]) as string[];
+      if (keys.length > 0) deleted += await client.del(keys);
+    }
+  } finally {
+    client.destroy();
+  }
+  return deleted;
+}
+
+// --- Nodes ---
+
+interface ClusterConfig {
+  redis: string;
+  prefix: string;
+  node: string;
+  leaseMs: number;
+}
+
+async function writeNodeConfig(
+  plant: BenchPlant,
+  port: number,
+  intervalMs: number,
+  cluster?: ClusterConfig,
+): Promise<string> {
+  const path = await Deno.makeTempFile({ prefix: "gatecast-bench-cluster-", suffix: ".json" });
+  const { driver: _, ...database } = plant.settings;
+  await Deno.writeTextFile(
+    path,
+    JSON.stringify({
+      host: "127.0.0.1",
+      port,
+      pollIntervalMs: intervalMs,
+      logLevel: "warn",
+      maxConnections: 20_000,
+      maxConnectionsPerAddress: 20_000,
+      auth: { mode: "none" },
+      databases: { bench: database },
+      ...(cluster ? { cluster } : {}),
+    }),
+  );
+  return path;
+}
+
+/** A gatecast process of the scenario. */
+interface Node {
+  readonly name: string;
+  readonly server: ServerProcess;
+  readonly config: string;
+  killed: boolean;
+}
+
+async function startNodes(
+  plant: BenchPlant,
+  count: number,
+  intervalMs: number,
+  cluster?: { redis: string; prefix: string; leaseMs: number },
+): Promise<Node[]> {
+  const nodes: Node[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const port = freePort();
+      const name = String.fromCharCode(97 + i); // a, b, c, ...
+      const config = await writeNodeConfig(plant, port, intervalMs, cluster && { ...cluster, node: name });
+      nodes.push({ name, server: await startGatecast(config, port), config, killed: false });
+    }
+  } catch (error) {
+    await stopNodes(nodes);
+    throw error;
+  }
+  return nodes;
+}
+
+async function stopNodes(nodes: Node[]): Promise<void> {
+  await Promise.all(nodes.map(async (node) => {
+    await node.server.stop();
+    await Deno.remove(node.config).catch(() => {});
+  }));
+}
+
+/** `/metrics` of a node, as name{labels} → value. */
+async function scrape(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const values = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line.startsWith("#") || line === "") continue;
+    const space = line.lastIndexOf(" ");
+    values.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return values;
+}
+
+/** The sum of every series of a family (`name` and `name{...}`). */
+function family(metrics: Map<string, number>, name: string): number {
+  let total = 0;
+  for (const [key, value] of metrics) if (key === name || key.startsWith(`${name}{`)) total += value;
+  return total;
+}
+
+interface ClusterHealth {
+  node: string;
+  redis: string;
+  leases: string[];
+  peers: number;
+}
+
+async function health(port: number): Promise<ClusterHealth | undefined> {
+  const response = await fetch(`http://127.0.0.1:${port}/healthz`);
+  const body = await response.json();
+  return body.cluster;
+}
+
+const POLLS = "gatecast_poll_duration_seconds_count";
+
+/** Resolves just after the node's next poll of the bench group has ended. */
+async function pollEnded(port: number, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const seen = family(await scrape(port), POLLS);
+  while (family(await scrape(port), POLLS) === seen) {
+    if (Date.now() > deadline) throw new Error(`cluster: no poll on port ${port} within ${timeoutMs} ms`);
+    await delay(10);
+  }
+}
+
+// --- A watcher: one client per node holding that node's topics, following the protocol's rule ---
+
+interface Point {
+  address: string;
+  code: string;
+  value: number | null;
+}
+
+interface Base {
+  epoch: string;
+  seq: number;
+}
+
+/** What the first frame of a topic after a moment was. */
+type FirstFrame =
+  | "snapshot-new-epoch"
+  | "snapshot-same-epoch"
+  | "update-new-epoch"
+  | "update-gap"
+  | "update-next";
+
+class Watcher {
+  private readonly socket: WebSocket;
+  private readonly bases = new Map<string, Base>();
+  /** `topic epoch seq` of every update applied, with the poll's ts. */
+  readonly updates: { topic: string; epoch: string; seq: number; ts: number }[] = [];
+  /** Values applied: topic → `address/code` → value. */
+  private readonly values = new Map<string, Map<string, number | null>>();
+  private readonly waiters: { done: () => boolean; resolve: () => void }[] = [];
+  private mark: { bases: Map<string, Base>; first: Map<string, FirstFrame> } | undefined;
+  resubscribes = 0;
+  snapshots = 0;
+  closed = false;
+  private nextId = 1;
+
+  constructor(port: number, readonly topics: string[]) {
+    this.socket = new WebSocket(`ws://127.0.0.1:${port}/ws`, "gatecast.v1");
+    this.socket.onmessage = (event) => this.receive(event.data as string);
+    this.socket.onclose = () => this.closed = true;
+  }
+
+  /** Opens, subscribes to every topic and waits for a snapshot of each. */
+  async start(timeoutMs = 30_000): Promise<void> {
+    await new Promise((resolve, reject) => {
+      this.socket.onopen = resolve;
+      this.socket.onerror = () => reject(new Error("watcher: connection failed"));
+    });
+    this.socket.send(JSON.stringify({ type: "subscribe", id: this.nextId++, topics: this.topics }));
+    await this.until(() => this.topics.every((t) => this.bases.has(t)), timeoutMs, "every snapshot");
+  }
+
+  private receive(text: string): void {
+    const frame = JSON.parse(text);
+    if (frame.type !== "snapshot" && frame.type !== "update") return;
+    const topic: string = frame.topic;
+    const base = this.bases.get(topic);
+    if (this.mark && !this.mark.first.has(topic)) {
+      const before = this.mark.bases.get(topic);
+      const newEpoch = before === undefined || before.epoch !== frame.epoch;
+      this.mark.first.set(
+        topic,
+        frame.type === "snapshot"
+          ? (newEpoch ? "snapshot-new-epoch" : "snapshot-same-epoch")
+          : newEpoch
+          ? "update-new-epoch"
+          : frame.seq === before!.seq + 1
+          ? "update-next"
+          : "update-gap",
+      );
+    }
+    if (frame.type === "snapshot") {
+      this.snapshots++;
+      this.bases.set(topic, { epoch: frame.epoch, seq: frame.seq });
+      const values = new Map<string, number | null>();
+      for (const p of frame.points as Point[]) values.set(`${p.address}/${p.code}`, p.value);
+      this.values.set(topic, values);
+    } else {
+      if (base === undefined || base.epoch !== frame.epoch || frame.seq !== base.seq + 1) {
+        // Not applicable: drop it and subscribe again, as a client of the protocol does.
+        this.bases.delete(topic);
+        this.resubscribes++;
+        this.socket.send(JSON.stringify({ type: "subscribe", id: this.nextId++, topic }));
+        return;
+      }
+      this.bases.set(topic, { epoch: frame.epoch, seq: frame.seq });
+      this.updates.push({ topic, epoch: frame.epoch, seq: frame.seq, ts: frame.ts });
+      const values = this.values.get(topic)!;
+      for (const p of frame.changes as Point[]) values.set(`${p.address}/${p.code}`, p.value);
+    }
+    for (const waiter of [...this.waiters]) {
+      if (waiter.done()) {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        waiter.resolve();
+      }
+    }
+  }
+
+  /** Resolves when `done()` holds (checked after every frame), rejects after `timeoutMs`. */
+  until(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    if (done()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        done,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        reject(new Error(`watcher: no ${what} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.push(waiter);
+    });
+  }
+
+  value(topic: string, address: string, code: string): number | null | undefined {
+    return this.values.get(topic)?.get(`${address}/${code}`);
+  }
+
+  /** From now on, the first frame of each topic is classified against the bases of now. */
+  markNow(): void {
+    this.mark = { bases: new Map(this.bases), first: new Map() };
+  }
+
+  firstFrames(): Record<FirstFrame | "none", number> {
+    const counts = {
+      "snapshot-new-epoch": 0,
+      "snapshot-same-epoch": 0,
+      "update-new-epoch": 0,
+      "update-gap": 0,
+      "update-next": 0,
+      none: 0,
+    };
+    for (const topic of this.topics) {
+      const first = this.mark?.first.get(topic);
+      counts[first ?? "none"]++;
+    }
+    return counts;
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+// --- Helpers of the measurement ---
+
+function topicName(unit: number): string {
+  return `bench/real/${unit}`;
+}
+
+/** The units of node `k` of 3 (thirds k and k+1); with more nodes, the same pattern modulo 3. */
+function unitsOf(k: number, units: number): number[] {
+  const third = units / 3;
+  return Array.from({ length: 2 * third }, (_, i) => ((k % 3) * third + i) % units + 1);
+}
+
+async function connect(loader: LoadProcess, port: number, count: number, topics: string[]): Promise<void> {
+  const reply = await loader.request<{ connected: number; failed: number }>({
+    cmd: "connect",
+    url: `ws://127.0.0.1:${port}/ws`,
+    count,
+    topics,
+    firstIndex: 0,
+  });
+  if (reply.failed > 0) throw new Error(`cluster: ${reply.failed} of ${count} clients could not subscribe`);
+}
+
+/** Counters of every node at one moment. */
+interface Snapshot {
+  at: number;
+  metrics: Map<string, number>[];
+  cpu: number[];
+  machine: { busy: number; total: number };
+  selects: number;
+}
+
+async function snapshot(nodes: Node[], plant: BenchPlant): Promise<Snapshot> {
+  const metrics = await Promise.all(nodes.map((n) => scrape(n.server.port)));
+  return {
+    at: Date.now(),
+    metrics,
+    cpu: nodes.map((n) => cpuMicros(n.server.pid)),
+    machine: machineCpuTicks(),
+    selects: await plant.selectCount(),
+  };
+}
+
+/** One window of polls on a set of nodes: from just after a poll of `poller` to just after another. */
+async function window(
+  nodes: Node[],
+  poller: Node,
+  plant: BenchPlant,
+  watchers: Watcher[],
+  ticks: number,
+  intervalMs: number,
+) {
+  await pollEnded(poller.server.port);
+  const before = await snapshot(nodes, plant);
+  const updatesBefore = watchers.map((w) => w.updates.length);
+  await delay(ticks * intervalMs - intervalMs / 2);
+  await pollEnded(poller.server.port);
+  const after = await snapshot(nodes, plant);
+  await delay(Math.min(300, intervalMs / 3)); // the last poll's states reach the followers' watchers
+  const delta = (i: number, name: string) => family(after.metrics[i], name) - family(before.metrics[i], name);
+  const polls = sum(nodes.map((_, i) => delta(i, POLLS)));
+  // Updates of polls inside the window: their `ts` is between the two scrapes.
+  const changed = new Set<string>();
+  watchers.forEach((w, i) => {
+    for (const u of w.updates.slice(updatesBefore[i])) {
+      if (u.ts > before.at && u.ts <= after.at) changed.add(`${u.topic} ${u.epoch} ${u.seq}`);
+    }
+  });
+  const seconds = (after.at - before.at) / 1000;
+  return {
+    seconds,
+    polls,
+    pollsByNode: nodes.map((_, i) => delta(i, POLLS)),
+    comSelect: after.selects - before.selects,
+    gatecastQueries: sum(nodes.map((_, i) => delta(i, "gatecast_db_queries_total"))),
+    queriesByNode: nodes.map((_, i) => delta(i, "gatecast_db_queries_total")),
+    messagesSent: nodes.map((_, i) => delta(i, "gatecast_cluster_messages_sent_total")),
+    messagesReceived: nodes.map((_, i) => delta(i, "gatecast_cluster_messages_received_total")),
+    framesSent: nodes.map((_, i) => delta(i, "gatecast_frames_sent_total")),
+    cpuMicros: nodes.map((_, i) => after.cpu[i] - before.cpu[i]),
+    machineBusyPercent: round(
+      (after.machine.busy - before.machine.busy) / (after.machine.total - before.machine.total) * 100,
+    ),
+    changedTopics: changed.size,
+  };
+}
+
+type Window = Awaited<ReturnType<typeof window>>;
+
+/** Per node: role, frames, CPU per frame raw and above the idle window's rate. */
+function perNode(nodes: Node[], roles: string[], active: Window, idle: Window) {
+  return nodes.map((node, i) => {
+    const frames = active.framesSent[i];
+    const idleCpuInActive = idle.cpuMicros[i] / idle.seconds * active.seconds;
+    return {
+      node: node.name,
+      role: roles[i],
+      polls: active.pollsByNode[i],
+      queriesPerTick: round(active.queriesByNode[i] / Math.max(1, active.polls), 2),
+      framesPerTick: round(frames / Math.max(1, active.polls)),
+      cpuPercent: round(active.cpuMicros[i] / 10_000 / active.seconds),
+      idleCpuPercent: round(idle.cpuMicros[i] / 10_000 / idle.seconds),
+      cpuMicrosPerFrame: round(active.cpuMicros[i] / Math.max(1, frames)),
+      cpuMicrosPerFrameAboveIdle: round((active.cpuMicros[i] - idleCpuInActive) / Math.max(1, frames)),
+      messagesSentPerTick: round(active.messagesSent[i] / Math.max(1, active.polls), 2),
+      messagesReceivedPerTick: round(active.messagesReceived[i] / Math.max(1, active.polls), 2),
+      rssMiB: node.killed ? undefined : round(rssBytes(node.server.pid) / 2 ** 20),
+    };
+  });
+}
+
+function totals(active: Window) {
+  const polls = Math.max(1, active.polls);
+  return {
+    polls: active.polls,
+    comSelectPerTick: round(active.comSelect / polls, 2),
+    gatecastQueriesPerTick: round(active.gatecastQueries / polls, 2),
+    changedTopicsPerTick: round(active.changedTopics / polls, 2),
+    redisMessagesSentPerTick: round(sum(active.messagesSent) / polls, 2),
+    framesPerTick: round(sum(active.framesSent) / polls, 1),
+    machineBusyPercent: active.machineBusyPercent,
+  };
+}
+
+// --- The share and failover parts ---
+
+interface LoadRun {
+  nodes: Node[];
+  loaders: LoadProcess[];
+  watchers: Watcher[];
+}
+
+/** Starts `count` nodes (cluster mode when `cluster`), the load and one watcher per load process. */
+async function startLoad(
+  plant: BenchPlant,
+  sizes: ClusterSizes,
+  count: number,
+  cluster?: { redis: string; prefix: string; leaseMs: number },
+): Promise<LoadRun> {
+  const nodes = await startNodes(plant, count, sizes.intervalMs, cluster);
+  const loaders = Array.from({ length: sizes.nodes }, () => new LoadProcess());
+  const watchers: Watcher[] = [];
+  const run = { nodes, loaders, watchers };
+  try {
+    await Promise.all(loaders.map(async (loader, k) => {
+      const node = nodes[k % nodes.length];
+      const topics = unitsOf(k, sizes.units).map(topicName);
+      await connect(loader, node.server.port, sizes.clientsPerNode, topics);
+      const watcher = new Watcher(node.server.port, topics);
+      watchers[k] = watcher;
+      await watcher.start();
+    }));
+    await Promise.all(loaders.map((l) => l.request({ cmd: "measure" })));
+    return run;
+  } catch (error) {
+    await stopLoad(run);
+    throw error;
+  }
+}
+
+async function stopLoad({ nodes, loaders, watchers }: LoadRun): Promise<void> {
+  for (const w of watchers) w?.close();
+  await Promise.all(loaders.map((l) => l.stop()));
+  await stopNodes(nodes);
+}
+
+/**
+ * The share measurement on a running set of nodes: values changing, then (the driver stopped) an
+ * idle window of the same nodes and clients, whose CPU rate is the nodes' fixed cost.
+ */
+async function share(run: LoadRun, plant: BenchPlant, sizes: ClusterSizes, poller: Node, roles: string[]) {
+  await delay(sizes.warmupMs);
+  const stopDriver = plant.drive(sizes.changedFraction, sizes.intervalMs);
+  let active;
+  try {
+    await delay(sizes.intervalMs * 1.5);
+    active = await window(run.nodes, poller, plant, run.watchers, sizes.ticks, sizes.intervalMs);
+  } finally {
+    await stopDriver();
+  }
+  await delay(sizes.intervalMs * 1.5);
+  const idle = await window(run.nodes, poller, plant, run.watchers, sizes.idleTicks, sizes.intervalMs);
+  return { idle, active, nodes: perNode(run.nodes, roles, active, idle), ...totals(active) };
+}
+
+/** The leaseholder of the bench group, by `/healthz`. */
+async function leaseholder(nodes: Node[], timeoutMs = 10_000): Promise<Node> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    for (const node of nodes.filter((n) => !n.killed)) {
+      if ((await health(node.server.port))?.leases.includes(GROUP)) return node;
+    }
+    if (Date.now() > deadline) throw new Error(`cluster: no node holds the lease of ${GROUP}`);
+    await delay(50);
+  }
+}
+
+async function failover(run: LoadRun, plant: BenchPlant, sizes: ClusterSizes) {
+  const { nodes, watchers } = run;
+  const admin = await mysql.createConnection({
+    host: plant.settings.host,
+    port: plant.settings.port,
+    user: plant.settings.user,
+    password: plant.settings.password,
+    database: plant.settings.database,
+  });
+  try {
+    await delay(sizes.intervalMs * 1.5); // the driver's last change has reached everyone
+    const holder = await leaseholder(nodes);
+    const k = nodes.indexOf(holder);
+    const survivors = nodes.map((_, i) => i).filter((i) => i !== k);
+    for (const i of survivors) watchers[i].markNow();
+    // One changed value per third of the units: each survivor holds two of them.
+    const third = sizes.units / 3;
+    const changes = [0, 1, 2].map((t) => ({
+      unit: t * third + 1,
+      value: 50_000 + t + Math.floor(Math.random() * 1000) + 0.5,
+    }));
+    const loaderBefore = await Promise.all(run.loaders.map((l) => l.request<LoadReport>({ cmd: "report" })));
+    const killedAt = performance.now();
+    Deno.kill(holder.server.pid, "SIGKILL");
+    holder.killed = true;
+    for (const c of changes) {
+      await admin.query("UPDATE device_data_real SET c0 = ? WHERE equip_address = ?", [
+        c.value,
+        `U${c.unit}D1`,
+      ]);
+    }
+    const changedAtMs = round(performance.now() - killedAt);
+    // The new leaseholder, as /healthz shows it.
+    const leaseWatch = (async () => {
+      const next = await leaseholder(nodes, sizes.failoverTimeoutMs);
+      return { node: next.name, ms: round(performance.now() - killedAt) };
+    })();
+    const seen = await Promise.all(survivors.map(async (i) => {
+      const watcher = watchers[i];
+      const mine = changes.filter((c) => watcher.topics.includes(topicName(c.unit)));
+      const times = await Promise.all(mine.map(async (c) => {
+        try {
+          await watcher.until(
+            () => watcher.value(topicName(c.unit), `U${c.unit}D1`, "c0") === c.value,
+            sizes.failoverTimeoutMs,
+            `new value of ${topicName(c.unit)}`,
+          );
+          return round(performance.now() - killedAt);
+        } catch {
+          return NaN;
+        }
+      }));
+      return { node: nodes[i].name, topics: mine.map((c) => topicName(c.unit)), msFromKill: times };
+    }));
+    const newLease = await leaseWatch.catch(() => undefined);
+    await delay(sizes.intervalMs * 2);
+    const leasesAfter = await Promise.all(survivors.map(async (i) => await health(nodes[i].server.port)));
+    const loaderAfter = await Promise.all(
+      survivors.map((i) => run.loaders[i].request<LoadReport>({ cmd: "report" })),
+    );
+    const all = seen.flatMap((s) => s.msFromKill);
+    const worst = all.some(Number.isNaN) ? NaN : Math.max(...all);
+    const bound = sizes.leaseMs + 2 * sizes.intervalMs;
+    return {
+      killed: holder.name,
+      leaseMs: sizes.leaseMs,
+      intervalMs: sizes.intervalMs,
+      boundMs: bound,
+      changesCommittedMs: changedAtMs,
+      newLeaseholder: newLease?.node,
+      leaseTakenMs: newLease?.ms,
+      seenMs: seen,
+      worstMs: worst,
+      withinBound: worst <= bound,
+      leasesAfter: leasesAfter.map((h) => ({ node: h?.node, leases: h?.leases, peers: h?.peers })),
+      firstFrames: survivors.map((i) => ({ node: nodes[i].name, ...watchers[i].firstFrames() })),
+      resubscribes: sum(survivors.map((i) => watchers[i].resubscribes)),
+      survivorClientsDropped: sum(survivors.map((i, j) => loaderAfter[j].dropped - loaderBefore[i].dropped)),
+      survivorClientsOpen: sum(loaderAfter.map((r) => r.open)),
+    };
+  } finally {
+    await admin.end().catch(() => {});
+  }
+}
+
+// --- The scale part (no reusePort: two ports) ---
+
+async function scale(db: ServerInfo, redis: string, prefix: string, sizes: ClusterSizes) {
+  const { clientsPerNode, topics, devices, intervalMs, warmupMs, windowMs } = sizes.scale;
+  const plant = await createBenchPlant(db);
+  const names = Array.from({ length: topics }, (_, i) => topicName(i + 1));
+  try {
+    await plant.fill(topics, devices);
+    const one = async (count: number, clientsEach: number) => {
+      const nodes = await startNodes(
+        plant,
+        count,
+        intervalMs,
+        count > 1 ? { redis, prefix: `${prefix}scale:`, leaseMs: sizes.leaseMs } : undefined,
+      );
+      const loaders = [new LoadProcess(), new LoadProcess()];
+      const stopDriver = plant.drive(1, intervalMs / 2);
+      try {
+        // Two load processes either way; with two nodes, one per node.
+        const total = clientsEach * count;
+        await Promise.all(loaders.map((loader, i) => {
+          const node = nodes[i % count];
+          return connect(loader, node.server.port, Math.ceil(total / 2), names);
+        }));
+        await delay(warmupMs);
+        await Promise.all(loaders.map((l) => l.request({ cmd: "measure" })));
+        const cpuBefore = nodes.map((n) => cpuMicros(n.server.pid));
+        const framesBefore = await Promise.all(
+          nodes.map(async (n) => family(await scrape(n.server.port), "gatecast_frames_sent_total")),
+        );
+        const machineBefore = machineCpuTicks();
+        const started = performance.now();
+        await delay(windowMs);
+        const cpu = nodes.map((n, i) => cpuMicros(n.server.pid) - cpuBefore[i]);
+        const frames = await Promise.all(
+          nodes.map(async (n, i) =>
+            family(await scrape(n.server.port), "gatecast_frames_sent_total") - framesBefore[i]
+          ),
+        );
+        const machineAfter = machineCpuTicks();
+        const seconds = (performance.now() - started) / 1000;
+        const reports = await Promise.all(loaders.map((l) => l.request<LoadReport>({ cmd: "report" })));
+        const received = sum(reports.map((r) => r.frames));
+        const expected = total * (1000 / intervalMs);
+        return {
+          nodes: count,
+          clients: total,
+          framesPerSecond: round(received / seconds),
+          expectedFramesPerSecond: expected,
+          meanFrameBytes: Math.round(sum(reports.map((r) => r.chars)) / Math.max(1, received)),
+          cpuMicrosPerFrame: round(sum(cpu) / Math.max(1, sum(frames)), 2),
+          perNode: nodes.map((n, i) => ({
+            node: n.name,
+            framesPerSecond: round(frames[i] / seconds),
+            cpuPercent: round(cpu[i] / 10_000 / seconds),
+            cpuMicrosPerFrame: round(cpu[i] / Math.max(1, frames[i]), 2),
+          })),
+          machineBusyPercent: round(
+            (machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total) * 100,
+          ),
+          dropped: sum(reports.map((r) => r.dropped)),
+        };
+      } finally {
+        await stopDriver();
+        await Promise.all(loaders.map((l) => l.stop()));
+        await stopNodes(nodes);
+      }
+    };
+    const single = await one(1, clientsPerNode);
+    const two = await one(2, clientsPerNode);
+    const singleDouble = await one(1, 2 * clientsPerNode);
+    const ratio = round(two.cpuMicrosPerFrame / single.cpuMicrosPerFrame, 2);
+    // One Deno process runs its JavaScript on one thread: a node delivers at most 1 s of CPU a second.
+    const perCore = 1_000_000 / two.cpuMicrosPerFrame;
+    return {
+      reusePort: false,
+      note: "gatecast has no reusePort setting: two nodes on two ports, each load process on one",
+      topics,
+      pointsPerTopic: devices * CODES_PER_DEVICE,
+      intervalMs,
+      oneNode: single,
+      twoNodes: two,
+      oneNodeDoubleLoad: singleDouble,
+      framesPerSecondTwoVsOne: round(two.framesPerSecond / single.framesPerSecond, 2),
+      cpuPerFrameTwoVsOne: ratio,
+      /** The measured rate scaled to a machine fully busy (loaders included), as on this machine. */
+      thisMachineFramesPerSecondAtFullCpu: Math.round(two.framesPerSecond * 100 / two.machineBusyPercent),
+      /** One node per core at the 2-node CPU per frame, nothing else on the cores. */
+      framesPerSecondPerCore: Math.round(perCore),
+      predicted16CoresFramesPerSecond: Math.round(16 * perCore),
+    };
+  } finally {
+    await plant.drop();
+  }
+}
+
+// --- The scenario ---
+
+export async function clusterScenario(db: ServerInfo, sizes: ClusterSizes) {
+  if (sizes.units % 3 !== 0) throw new Error("cluster: units must be a multiple of 3");
+  const redis = await findRedis();
+  const prefix = `gatecast-bench-${crypto.randomUUID().slice(0, 8)}:`;
+  const plant = await createBenchPlant(db);
+  try {
+    await plant.fill(sizes.units, sizes.devices);
+    // ONE plain node under the same load: the same load processes and topic lists.
+    console.error("bench: cluster: one node...");
+    const singleRun = await startLoad(plant, sizes, 1);
+    let single;
+    try {
+      single = await share(singleRun, plant, sizes, singleRun.nodes[0], ["single"]);
+    } finally {
+      await stopLoad(singleRun);
+    }
+    console.error(`bench: cluster: ${sizes.nodes} nodes...`);
+    const clusterRun = await startLoad(plant, sizes, sizes.nodes, {
+      redis: redis.url,
+      prefix,
+      leaseMs: sizes.leaseMs,
+    });
+    let shared;
+    let fail;
+    try {
+      await delay(sizes.intervalMs);
+      const holder = await leaseholder(clusterRun.nodes);
+      const roles = clusterRun.nodes.map((n) => n === holder ? "leaseholder" : "follower");
+      shared = await share(clusterRun, plant, sizes, holder, roles);
+      console.error("bench: cluster: failover...");
+      fail = await failover(clusterRun, plant, sizes);
+    } finally {
+      await stopLoad(clusterRun);
+    }
+    console.error("bench: cluster: 1 node against 2 on two ports...");
+    const scaled = await scale(db, redis.url, prefix, sizes);
+    const singleCpu = single.nodes[0];
+    const cpuRatios = shared.nodes.map((n) => ({
+      node: n.node,
+      role: n.role,
+      raw: round(n.cpuMicrosPerFrame / singleCpu.cpuMicrosPerFrame, 2),
+      aboveIdle: round(n.cpuMicrosPerFrameAboveIdle / singleCpu.cpuMicrosPerFrameAboveIdle, 2),
+    }));
+    const { idle: _i1, active: _a1, ...singleReport } = single;
+    const { idle: _i2, active: _a2, ...sharedReport } = shared;
+    return {
+      redis: redis.source,
+      nodes: sizes.nodes,
+      clientsPerNode: sizes.clientsPerNode,
+      units: sizes.units,
+      unitsPerNode: (2 * sizes.units) / 3,
+      pointsPerUnit: sizes.devices * CODES_PER_DEVICE,
+      changedFraction: sizes.changedFraction,
+      intervalMs: sizes.intervalMs,
+      leaseMs: sizes.leaseMs,
+      single: singleReport,
+      cluster: sharedReport,
+      cpuPerFrameVsSingle: cpuRatios,
+      failover: fail,
+      scale: scaled,
+    };
+  } finally {
+    await plant.drop();
+    await deleteKeys(redis.url, prefix).catch(() => {});
+    await redis.stop();
+  }
+}
+
+/** The scenario's targets, as bench/main.ts's table shows them. */
+// deno-lint-ignore no-explicit-any
+export function clusterTargets(r: any): { target: string; measured: string; ok: boolean }[] {
+  const rows: { target: string; measured: string; ok: boolean }[] = [];
+  const add = (target: string, measured: string, ok: boolean) => rows.push({ target, measured, ok });
+  const c = r.cluster;
+  const holder = c.nodes.find((n: { role: string }) => n.role === "leaseholder");
+  add(
+    `cluster ${r.nodes} nodes x ${r.clientsPerNode} clients, ${r.units} units: <= 2 queries/tick, whole cluster`,
+    `${c.comSelectPerTick} Com_select (gatecast's ${c.gatecastQueriesPerTick}; one node ${r.single.comSelectPerTick})`,
+    c.comSelectPerTick <= 2,
+  );
+  add(
+    "cluster: <= 2 queries/tick of the group (the leaseholder's)",
+    `${holder?.queriesPerTick} (each follower ${
+      c.nodes.filter((n: { role: string }) => n.role === "follower").map((n: { queriesPerTick: number }) =>
+        n.queriesPerTick
+      ).join(", ")
+    }: its database probe)`,
+    holder !== undefined && holder.queriesPerTick <= 2,
+  );
+  add(
+    "cluster: Redis messages/tick = changed topics/tick (not clients)",
+    `${c.redisMessagesSentPerTick} for ${c.changedTopicsPerTick} changed topics`,
+    c.redisMessagesSentPerTick <= c.changedTopicsPerTick * 1.1 + 1,
+  );
+  type Ratio = { node: string; role: string; raw: number; aboveIdle: number };
+  const ratios: Ratio[] = r.cpuPerFrameVsSingle;
+  add(
+    "cluster: CPU/frame of every node <= 1.3x one node (all CPU)",
+    ratios.map((x) => `${x.node} ${x.role} ${x.raw}x`).join(", "),
+    Math.max(...ratios.map((x) => x.raw)) <= 1.3,
+  );
+  add(
+    "cluster: CPU/frame of every node <= 1.3x one node (above idle)",
+    ratios.map((x) => `${x.node} ${x.role} ${x.aboveIdle}x`).join(", "),
+    Math.max(...ratios.map((x) => x.aboveIdle)) <= 1.3,
+  );
+  const s = r.scale;
+  add(
+    `2 nodes on two ports (no reusePort) x ${s.twoNodes.clients / 2} clients: CPU/frame <= 1.3x 1 node`,
+    `${s.cpuPerFrameTwoVsOne}x at ${s.framesPerSecondTwoVsOne}x the frames/s`,
+    s.cpuPerFrameTwoVsOne <= 1.3,
+  );
+  const f = r.failover;
+  add(
+    `cluster failover: kill to new value on survivors <= lease + 2 ticks (${f.boundMs} ms)`,
+    `${f.worstMs} ms (lease taken at ${f.leaseTakenMs} ms)`,
+    f.withinBound,
+  );
+  return rows;
+}

@@ -1,0 +1,483 @@
+/**
+ * Cluster mode: several gatecast nodes share one poll per (database, handle) group through Redis.
+ *
+ * - Every node registers the units its clients hold in the group's interest set, with an expiry
+ *   it refreshes while they are held.
+ * - One node per group holds a lease (`SET NX PX`, renewed by a Lua script); taking it increments
+ *   the group's fence, and the fence becomes part of the group's topics' `epoch`. The leaseholder
+ *   polls the union of every node's units (it holds the other nodes' topics in its registry), and
+ *   after each change publishes the topic's state on the topic's channel and keeps it in the
+ *   group's state hash.
+ * - The other nodes follow: they listen to the channels of their own topics, take each state
+ *   ({@link publishAdopted}) and answer a new subscriber from the state hash, with no query.
+ *   States from a node whose fence is lower than one seen (a lease since lost) are ignored.
+ * - A leaseholder killed: its lease expires and a node with topics in the group takes it at its
+ *   next beat (every third of the lease, at most a poll interval).
+ * - Redis lost: every node polls its own topics as a single node does (new local epochs: their
+ *   clients get a fresh snapshot), and joins again when Redis is back. Redis is an optimization,
+ *   never a single point of failure.
+ *
+ * Keys and channels: `cluster_keys.ts`; the message: `shared_state.ts`; the connection:
+ * `redis_link.ts`. Operating it: docs/operating.md.
+ */
+
+import type { ClusterSettings } from "../config/config.ts";
+import type { Unit } from "../config/unit.ts";
+import { publishAdopted, publishStale } from "../hub/fanout.ts";
+import { newEpoch } from "../hub/epoch.ts";
+import type { GroupPolling } from "../hub/poller.ts";
+import { groupKey, type Registry, type Topic, type TopicGroup } from "../hub/registry.ts";
+import { topicName } from "../hub/topic.ts";
+import type { Logger } from "../ops/log.ts";
+import type { Metrics } from "../ops/metrics.ts";
+import { ACQUIRE_SCRIPT, ClusterKeys, RELEASE_SCRIPT, RENEW_SCRIPT } from "./cluster_keys.ts";
+import { RedisLink } from "./redis_link.ts";
+import { decodeState, encodeState, type SharedState } from "./shared_state.ts";
+
+/** Shortest time between two beats, ms. */
+export const MIN_BEAT_MS = 100;
+
+/** What the cluster needs of the node around it. */
+export interface ClusterParts {
+  /** The cluster's settings. */
+  readonly settings: ClusterSettings;
+  /** The node's topics. */
+  readonly registry: Registry;
+  /** Counters and gauges. */
+  readonly metrics: Metrics;
+  /** Where lease changes and Redis's state are logged. */
+  readonly logger: Logger;
+  /** The poll interval: a beat is at most this long, so a free lease is taken within a tick. */
+  readonly pollIntervalMs: number;
+  /** Whether a database is configured here (only its groups are led or followed). */
+  knows(db: string): boolean;
+  /** Polls a group this node now polls (the poller's `pollNow`). */
+  pollNow(group: TopicGroup): void;
+}
+
+/** The cluster part of `/healthz`. */
+export interface ClusterHealth {
+  /** This node's name. */
+  readonly node: string;
+  /** `up` or `down` (down: this node polls its own topics). */
+  readonly redis: "up" | "down";
+  /** The groups (`db/handle`) this node holds the lease of. */
+  readonly leases: string[];
+  /** Other live nodes, as Redis last told. */
+  readonly peers: number;
+}
+
+/** A lease this node holds. */
+interface Lease {
+  /** Its fence. */
+  readonly fence: number;
+  /** The epoch of the group's topics while this node polls them. */
+  readonly epoch: string;
+}
+
+interface WakeMessage {
+  readonly group: string;
+  readonly reason: "interest" | "notify";
+  readonly from: string;
+}
+
+/** This node's part of the cluster. */
+export class Cluster implements GroupPolling {
+  /** This node's name in Redis. */
+  readonly node: string;
+  private readonly keys: ClusterKeys;
+  private readonly link: RedisLink;
+  private readonly leases = new Map<string, Lease>();
+  /** The highest fence seen per group: states with a lower one are from a lease since lost. */
+  private readonly fences = new Map<string, number>();
+  /** Topics whose channel this node listens to. */
+  private readonly listening = new Set<string>();
+  private readonly beatMs: number;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private beating: Promise<void> | undefined;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private peers = 0;
+  private stopped = false;
+  private wakesHeard = false;
+
+  /** @param parts what the cluster works with */
+  constructor(private readonly parts: ClusterParts) {
+    const { settings, metrics } = parts;
+    this.node = settings.node ?? `gatecast-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+    this.keys = new ClusterKeys(settings.prefix);
+    this.beatMs = Math.max(MIN_BEAT_MS, Math.min(settings.leaseMs / 3, parts.pollIntervalMs));
+    this.link = new RedisLink(settings, parts.logger, (up) => this.linkChanged(up));
+    metrics.gauge("gatecast_cluster_redis_up", () => this.link.up ? 1 : 0);
+    metrics.gauge("gatecast_cluster_leases", () => this.leases.size);
+    metrics.gauge("gatecast_cluster_peers", () => this.peers);
+  }
+
+  /** Connects to Redis and starts beating; returns at once (a Redis that is down is retried). */
+  start(): void {
+    this.link.connect();
+    this.timer ??= setInterval(() => this.beat(), this.beatMs);
+  }
+
+  /** Gives this node's leases and interest up, so that other nodes take over at once, and disconnects. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.beating;
+    await Promise.allSettled([...this.inFlight]);
+    if (this.link.up) {
+      await Promise.allSettled([
+        ...[...this.leases.keys()].map((group) => this.releaseLease(group)),
+        ...[...this.parts.registry.groups()].map((group) =>
+          this.link.commands.zRem(this.keys.interest(group.key), this.ownMembers(group))
+        ),
+        this.link.commands.zRem(this.keys.nodes, this.node),
+      ]);
+    }
+    await this.link.close();
+  }
+
+  /** The cluster part of `/healthz`. */
+  health(): ClusterHealth {
+    return {
+      node: this.node,
+      redis: this.link.up ? "up" : "down",
+      leases: [...this.leases.keys()],
+      peers: this.peers,
+    };
+  }
+
+  // --- GroupPolling: what the poller asks ---
+
+  /** Whether this node polls a group: it holds the lease, or Redis is away and it polls alone. */
+  pollsHere(group: { readonly key: string }): boolean {
+    return !this.link.up || this.leases.has(group.key);
+  }
+
+  /** Asks the group's leaseholder to poll now (a notify); `false` without Redis. */
+  wakeElsewhere(group: string): boolean {
+    if (!this.link.up) return false;
+    this.sendWake(group, "notify");
+    return true;
+  }
+
+  /** Shares a topic's new state after this node's poll, when it holds the group's lease. */
+  published(topic: Topic): void {
+    const group = groupKey(topic.name);
+    const lease = this.leases.get(group);
+    if (lease === undefined || !this.link.up) return;
+    const text = encodeState(topic, this.node, lease.fence);
+    const commands = this.link.commands;
+    this.track(Promise.all([
+      commands.hSet(this.keys.state(group), topic.name.key, text),
+      commands.publish(this.keys.topic(topic.name.key), text),
+    ]));
+    this.parts.metrics.inc("gatecast_cluster_messages_sent_total");
+  }
+
+  // --- The registry's events ---
+
+  /** A topic was created here (a first subscriber, or held for a peer): poll it, or follow it. */
+  topicAdded(group: TopicGroup, topic: Topic): void {
+    const lease = this.leases.get(group.key);
+    if (!this.link.up || lease !== undefined) {
+      if (lease !== undefined) topic.feed.restart(lease.epoch);
+      this.parts.pollNow(group);
+    }
+    if (this.link.up && !topic.heldForPeers && this.parts.knows(group.db)) {
+      this.track(this.join(group, topic));
+    }
+  }
+
+  /** A topic was forgotten here: no more interest, no more listening, no more shared state. */
+  topicRemoved(topic: Topic): void {
+    const group = groupKey(topic.name);
+    if (!this.link.up) return; // its interest expires; the beat stops listening once Redis is back
+    const commands = this.link.commands;
+    this.track(commands.zRem(this.keys.interest(group), this.member(topic.name.unit)));
+    if (this.leases.has(group)) this.track(commands.hDel(this.keys.state(group), topic.name.key));
+    if (this.listening.delete(topic.name.key)) {
+      this.track(this.link.unsubscribe(this.keys.topic(topic.name.key)));
+    }
+  }
+
+  // --- Joining a group ---
+
+  /** Registers a new topic's interest, listens to it, and takes the group's lease or its latest state. */
+  private async join(group: TopicGroup, topic: Topic): Promise<void> {
+    await this.link.commands.zAdd(this.keys.interest(group.key), {
+      score: this.expiry(),
+      value: this.member(topic.name.unit),
+    });
+    await this.listen(topic);
+    if (this.leases.has(group.key)) return;
+    if (await this.acquire(group)) return;
+    await this.resync(group.key, [topic]);
+    this.sendWake(group.key, "interest");
+  }
+
+  /** Listens to a topic's channel (once). */
+  private async listen(topic: Topic): Promise<void> {
+    const key = topic.name.key;
+    if (this.listening.has(key)) return;
+    this.listening.add(key);
+    try {
+      await this.link.subscribe(this.keys.topic(key), (text) => this.received(text));
+    } catch (error) {
+      this.listening.delete(key); // the next beat tries again
+      throw error;
+    }
+  }
+
+  /** Takes each topic's latest state from the group's state hash (a new follower, a reconnect). */
+  private async resync(group: string, topics: Topic[]): Promise<void> {
+    if (topics.length === 0) return;
+    const texts = await this.link.commands.hmGet(
+      this.keys.state(group),
+      topics.map((topic) => topic.name.key),
+    );
+    for (const text of texts) if (typeof text === "string") this.received(text);
+  }
+
+  /** A state published by the node that polls a topic's group. */
+  private received(text: string): void {
+    this.parts.metrics.inc("gatecast_cluster_messages_received_total");
+    let state: SharedState;
+    try {
+      state = decodeState(text);
+    } catch (error) {
+      this.parts.logger.warn("cluster message ignored", { error: (error as Error).message });
+      return;
+    }
+    const topic = this.parts.registry.topic(state.topic);
+    if (topic === undefined || state.node === this.node || !this.link.up) return;
+    const group = groupKey(topic.name);
+    if (this.leases.has(group)) return; // this node polls it
+    if (state.fence < (this.fences.get(group) ?? 0)) return; // from a lease since lost
+    this.fences.set(group, state.fence);
+    if (state.stale !== undefined) publishStale(topic, state.stale, state.epoch);
+    else publishAdopted(topic, { rows: state.rows!, seq: state.seq, epoch: state.epoch, ts: state.ts });
+  }
+
+  // --- Leases ---
+
+  /** Takes a group's lease when it is free; returns whether this node now polls the group. */
+  private async acquire(group: TopicGroup): Promise<boolean> {
+    const fence = Number(
+      await this.link.commands.sendCommand([
+        "EVAL",
+        ACQUIRE_SCRIPT,
+        "2",
+        this.keys.lease(group.key),
+        this.keys.fence(group.key),
+        this.node,
+        String(this.parts.settings.leaseMs),
+      ]),
+    );
+    if (fence === 0 || this.stopped || !this.link.up) return false;
+    const lease = { fence, epoch: newEpoch(String(fence)) };
+    this.leases.set(group.key, lease);
+    this.fences.set(group.key, fence);
+    this.parts.metrics.inc("gatecast_cluster_lease_changes_total", { change: "acquired" });
+    this.parts.logger.info("cluster lease acquired: polling the group", { group: group.key, fence });
+    for (const topic of group.topics.values()) topic.feed.restart(lease.epoch);
+    await this.readInterest(group);
+    this.parts.pollNow(group);
+    return true;
+  }
+
+  /** Extends a lease this node holds; on a lease lost, stops polling the group and follows it. */
+  private async renew(group: TopicGroup): Promise<void> {
+    const renewed = Number(
+      await this.link.commands.sendCommand([
+        "EVAL",
+        RENEW_SCRIPT,
+        "1",
+        this.keys.lease(group.key),
+        this.node,
+        String(this.parts.settings.leaseMs),
+      ]),
+    );
+    if (renewed === 1) {
+      await this.link.commands.pExpire(this.keys.state(group.key), 3 * this.parts.settings.leaseMs);
+      await this.readInterest(group);
+      return;
+    }
+    this.dropLease(group.key, "lost");
+    await this.resync(group.key, [...group.topics.values()]);
+  }
+
+  /** Gives a lease up (the group has no topic here any more, or the node stops). */
+  private async releaseLease(group: string): Promise<void> {
+    this.dropLease(group, "released");
+    await this.link.commands.sendCommand(["EVAL", RELEASE_SCRIPT, "1", this.keys.lease(group), this.node]);
+  }
+
+  /** Forgets a lease: the topics held for peers are released. */
+  private dropLease(group: string, change: "lost" | "released"): void {
+    if (!this.leases.delete(group)) return;
+    this.parts.metrics.inc("gatecast_cluster_lease_changes_total", { change });
+    this.parts.logger.info(`cluster lease ${change}`, { group });
+    const topics = this.parts.registry.group(group)?.topics;
+    for (const topic of [...(topics?.values() ?? [])]) {
+      if (topic.heldForPeers) this.parts.registry.release(topic);
+    }
+  }
+
+  /** The leaseholder holds every unit other nodes want, and releases those no node wants any more. */
+  private async readInterest(group: TopicGroup): Promise<void> {
+    const key = this.keys.interest(group.key);
+    const now = Date.now();
+    await this.link.commands.zRemRangeByScore(key, "-inf", now);
+    const members = await this.link.commands.zRangeByScore(key, now, "+inf");
+    if (!this.leases.has(group.key)) return;
+    const wanted = new Set<Unit>();
+    for (const member of members) {
+      const parsed = parseMember(member);
+      if (parsed === undefined) {
+        this.parts.logger.warn("cluster interest entry ignored", { group: group.key, entry: member });
+      } else if (parsed.node !== this.node) wanted.add(parsed.unit);
+    }
+    for (const unit of wanted) this.parts.registry.hold(topicName(group.db, group.handle, unit));
+    for (const [unit, topic] of [...group.topics]) {
+      if (topic.heldForPeers && !wanted.has(unit)) this.parts.registry.release(topic);
+    }
+  }
+
+  // --- The beat ---
+
+  /** Every beat: refresh interest and the node's entry, renew or take leases, give up empty ones. */
+  private beat(): void {
+    if (this.beating !== undefined || !this.link.up || this.stopped) return;
+    this.beating = this.beatOnce().catch((error) => {
+      // Redis went away mid-beat: the link reports it; the next beat starts over.
+      this.parts.logger.debug("cluster beat failed", { error: (error as Error).message });
+    }).finally(() => this.beating = undefined);
+  }
+
+  private async beatOnce(): Promise<void> {
+    const commands = this.link.commands;
+    const now = Date.now();
+    await commands.zAdd(this.keys.nodes, { score: this.expiry(), value: this.node });
+    await commands.pExpire(this.keys.nodes, 3 * this.parts.settings.leaseMs);
+    await commands.zRemRangeByScore(this.keys.nodes, "-inf", now);
+    this.peers = Math.max(0, (await commands.zCard(this.keys.nodes)) - 1);
+    const present = new Set<string>();
+    for (const group of [...this.parts.registry.groups()]) {
+      if (!this.parts.knows(group.db)) continue;
+      present.add(group.key);
+      const own = [...group.topics.values()].filter((topic) => topic.subscriptions.size > 0);
+      if (own.length > 0) {
+        await commands.zAdd(
+          this.keys.interest(group.key),
+          own.map((topic) => ({ score: this.expiry(), value: this.member(topic.name.unit) })),
+        );
+        // A group no node holds any more leaves nothing behind.
+        await commands.pExpire(this.keys.interest(group.key), 3 * this.parts.settings.leaseMs);
+        for (const topic of own) {
+          if (!this.listening.has(topic.name.key)) {
+            await this.listen(topic);
+            if (!this.leases.has(group.key)) await this.resync(group.key, [topic]);
+          }
+        }
+      }
+      if (this.leases.has(group.key)) await this.renew(group);
+      else if (own.length > 0) await this.acquire(group);
+    }
+    for (const group of [...this.leases.keys()]) {
+      if (!present.has(group)) await this.releaseLease(group);
+    }
+    for (const key of [...this.listening]) {
+      if (this.parts.registry.topic(key) !== undefined) continue;
+      this.listening.delete(key);
+      await this.link.unsubscribe(this.keys.topic(key));
+    }
+  }
+
+  // --- Redis lost and back ---
+
+  private linkChanged(up: boolean): void {
+    if (this.stopped) return;
+    const registry = this.parts.registry;
+    if (!up) {
+      // Poll alone: every topic starts a sequence of this node's own, its clients get a snapshot.
+      for (const group of [...this.leases.keys()]) this.dropLease(group, "lost");
+      for (const group of [...registry.groups()]) {
+        for (const topic of group.topics.values()) topic.feed.restart(newEpoch());
+        this.parts.pollNow(group);
+      }
+      return;
+    }
+    // Back: fences may start over (a Redis without persistence), states are taken afresh.
+    this.fences.clear();
+    if (!this.wakesHeard) {
+      this.wakesHeard = true;
+      this.track(this.listenForWakes());
+    }
+    for (const group of [...registry.groups()]) {
+      const own = [...group.topics.values()].filter((topic) => topic.subscriptions.size > 0);
+      if (this.parts.knows(group.db)) this.track(this.resync(group.key, own));
+    }
+    this.beat();
+  }
+
+  // --- Helpers ---
+
+  private sendWake(group: string, reason: WakeMessage["reason"]): void {
+    const message: WakeMessage = { group, reason, from: this.node };
+    this.track(this.link.commands.publish(this.keys.wake, JSON.stringify(message)));
+    this.parts.metrics.inc("gatecast_cluster_messages_sent_total");
+  }
+
+  /** Listens for wake requests: the leaseholder of the group reads its interest, or polls. */
+  private async listenForWakes(): Promise<void> {
+    await this.link.subscribe(this.keys.wake, (text) => {
+      let message: WakeMessage;
+      try {
+        message = JSON.parse(text);
+      } catch {
+        return;
+      }
+      const group = typeof message.group === "string" ? this.parts.registry.group(message.group) : undefined;
+      if (group === undefined || !this.leases.has(group.key)) return;
+      this.parts.metrics.inc("gatecast_cluster_messages_received_total");
+      if (message.reason === "notify") this.parts.pollNow(group);
+      else this.track(this.readInterest(group).catch(() => {}));
+    });
+  }
+
+  private expiry(): number {
+    return Date.now() + 3 * this.parts.settings.leaseMs;
+  }
+
+  private member(unit: Unit): string {
+    return JSON.stringify([this.node, unit]);
+  }
+
+  private ownMembers(group: TopicGroup): string[] {
+    return [...group.topics.keys()].map((unit) => this.member(unit));
+  }
+
+  private track(promise: Promise<unknown>): void {
+    const tracked = promise.catch((error) => {
+      this.parts.logger.debug("cluster command failed", { error: (error as Error).message });
+    });
+    this.inFlight.add(tracked);
+    tracked.finally(() => this.inFlight.delete(tracked));
+  }
+}
+
+/** Reads an interest entry `[node, unit]`; `undefined` when it is not one. */
+function parseMember(member: string): { node: string; unit: Unit } | undefined {
+  try {
+    const parsed = JSON.parse(member);
+    if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== "string") return undefined;
+    const unit = parsed[1];
+    if (unit === null || typeof unit === "string" || Number.isSafeInteger(unit)) {
+      return { node: parsed[0], unit };
+    }
+  } catch {
+    // not JSON
+  }
+  return undefined;
+}

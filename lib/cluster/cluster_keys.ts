@@ -1,0 +1,73 @@
+/**
+ * The Redis keys and channels of a cluster, all under its prefix, and the Lua scripts that
+ * change a lease atomically (Redis runs them with `EVAL`, on the server). Pure.
+ *
+ * | key / channel | type | what |
+ * |---|---|---|
+ * | `<p>lease:<db>/<handle>` | string, PX | the node that polls the group |
+ * | `<p>fence:<db>/<handle>` | counter | incremented by each new lease: the fence, part of the topics' epoch |
+ * | `<p>interest:<db>/<handle>` | sorted set | `[node, unit]` of every node's topics, scored by expiry (ms) |
+ * | `<p>state:<db>/<handle>` | hash, PX | each topic's latest shared state (`shared_state.ts`) |
+ * | `<p>nodes` | sorted set | the nodes, scored by expiry (ms) |
+ * | `<p>topic:<db>/<handle>/<unit>` | channel | each change of a topic, as the leaseholder polled it |
+ * | `<p>wake` | channel | "poll this group now" to its leaseholder (a new topic, a notify) |
+ */
+
+/** Key and channel names of one cluster. */
+export class ClusterKeys {
+  /** @param prefix the cluster's prefix (`cluster.prefix`, default `gatecast:`) */
+  constructor(readonly prefix: string) {}
+
+  /** The lease of a group (`db/handle`). */
+  lease(group: string): string {
+    return `${this.prefix}lease:${group}`;
+  }
+
+  /** The fencing counter of a group. */
+  fence(group: string): string {
+    return `${this.prefix}fence:${group}`;
+  }
+
+  /** The nodes' topics of a group. */
+  interest(group: string): string {
+    return `${this.prefix}interest:${group}`;
+  }
+
+  /** The latest shared state of each topic of a group. */
+  state(group: string): string {
+    return `${this.prefix}state:${group}`;
+  }
+
+  /** The live nodes. */
+  get nodes(): string {
+    return `${this.prefix}nodes`;
+  }
+
+  /** The channel of a topic's changes. */
+  topic(topicKey: string): string {
+    return `${this.prefix}topic:${topicKey}`;
+  }
+
+  /** The channel of poll requests to leaseholders. */
+  get wake(): string {
+    return `${this.prefix}wake`;
+  }
+}
+
+/** KEYS[1] lease, KEYS[2] fence; ARGV[1] node, ARGV[2] ms. Takes a free lease: the new fence, or 0. */
+export const ACQUIRE_SCRIPT = `if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+return 0`;
+
+/** KEYS[1] lease; ARGV[1] node, ARGV[2] ms. Extends the node's own lease: 1, or 0 when it is not the node's. */
+export const RENEW_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`;
+
+/** KEYS[1] lease; ARGV[1] node. Gives the node's own lease up: 1, or 0 when it is not the node's. */
+export const RELEASE_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`;

@@ -1,0 +1,106 @@
+/**
+ * A cluster's key names and its lease scripts (lib/cluster/cluster_keys.ts), run with EVAL
+ * against a real Redis: a free lease is taken with the next fence, a held one is not, only its
+ * holder renews or releases it.
+ */
+
+import assert from "node:assert/strict";
+import { createClient } from "redis";
+import { ACQUIRE_SCRIPT, ClusterKeys, RELEASE_SCRIPT, RENEW_SCRIPT } from "../../lib/cluster/cluster_keys.ts";
+import { waitFor } from "../support/app.ts";
+import { testRedis, uniquePrefix } from "../support/redis.ts";
+
+const GROUP = "plant1/real";
+
+Deno.test("every key and channel of a cluster lies under its prefix", () => {
+  const keys = new ClusterKeys("gatecast:");
+  assert.equal(keys.prefix, "gatecast:");
+  assert.equal(keys.lease(GROUP), "gatecast:lease:plant1/real");
+  assert.equal(keys.fence(GROUP), "gatecast:fence:plant1/real");
+  assert.equal(keys.interest(GROUP), "gatecast:interest:plant1/real");
+  assert.equal(keys.state(GROUP), "gatecast:state:plant1/real");
+  assert.equal(keys.nodes, "gatecast:nodes");
+  assert.equal(keys.topic("plant1/real/12"), "gatecast:topic:plant1/real/12");
+  assert.equal(keys.wake, "gatecast:wake");
+});
+
+/** A client of the tests' Redis, the keys of one group under a prefix of the test's own, and the scripts. */
+async function leases() {
+  const client = createClient({ url: (await testRedis()).url, disableOfflineQueue: true });
+  const errors: unknown[] = [];
+  client.on("error", (error: unknown) => errors.push(error));
+  await client.connect();
+  const keys = new ClusterKeys(uniquePrefix());
+  const lease = keys.lease(GROUP);
+  const fence = keys.fence(GROUP);
+  const run = async (words: string[]) => Number(await client.sendCommand(["EVAL", ...words]));
+  return {
+    client,
+    lease,
+    fence,
+    acquire: (node: string, ms: number) => run([ACQUIRE_SCRIPT, "2", lease, fence, node, String(ms)]),
+    renew: (node: string, ms: number) => run([RENEW_SCRIPT, "1", lease, node, String(ms)]),
+    release: (node: string) => run([RELEASE_SCRIPT, "1", lease, node]),
+    async close() {
+      await client.del([lease, fence]);
+      client.destroy();
+      assert.deepEqual(errors, []);
+    },
+  };
+}
+
+Deno.test("ACQUIRE takes a free lease with fence 1, refuses a second node with 0, and gives fence 2 once it expired", async () => {
+  const t = await leases();
+  try {
+    assert.equal(await t.acquire("node-a", 200), 1);
+    assert.equal(await t.client.get(t.lease), "node-a");
+    assert.equal(await t.client.get(t.fence), "1");
+    assert.equal(await t.acquire("node-b", 200), 0);
+    assert.equal(await t.acquire("node-a", 200), 0, "not even its holder takes a held lease again");
+    assert.equal(await t.client.get(t.lease), "node-a");
+    assert.equal(await t.client.get(t.fence), "1");
+    await waitFor("the lease to expire", async () => (await t.client.exists(t.lease)) === 0, 2000);
+    assert.equal(await t.acquire("node-b", 200), 2);
+    assert.equal(await t.client.get(t.lease), "node-b");
+    // The fence outlives the lease: it counts every lease ever taken.
+    assert.equal(await t.client.pTTL(t.fence), -1);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("RENEW extends the holder's lease with 1, and answers another node 0 without touching it", async () => {
+  const t = await leases();
+  try {
+    assert.equal(await t.acquire("node-a", 200), 1);
+    assert.ok(await t.client.pTTL(t.lease) <= 200);
+    assert.equal(await t.renew("node-a", 60_000), 1);
+    const renewed = await t.client.pTTL(t.lease);
+    assert.ok(renewed > 59_000 && renewed <= 60_000, `PTTL ${renewed} after renewing for 60 s`);
+    assert.equal(await t.renew("node-b", 120_000), 0);
+    const after = await t.client.pTTL(t.lease);
+    assert.ok(after <= renewed, `PTTL ${after}: another node's RENEW did not extend it`);
+    assert.equal(await t.client.get(t.lease), "node-a");
+    await t.client.del(t.lease);
+    assert.equal(await t.renew("node-a", 60_000), 0, "a lease gone is not renewed");
+    assert.equal(await t.client.exists(t.lease), 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("RELEASE deletes the lease only for its holder", async () => {
+  const t = await leases();
+  try {
+    assert.equal(await t.acquire("node-a", 60_000), 1);
+    assert.equal(await t.release("node-b"), 0);
+    assert.equal(await t.client.get(t.lease), "node-a");
+    assert.equal(await t.release("node-a"), 1);
+    assert.equal(await t.client.exists(t.lease), 0);
+    assert.equal(await t.release("node-a"), 0, "a lease gone is not released twice");
+    // Released, the lease is free at once, with the next fence.
+    assert.equal(await t.acquire("node-b", 60_000), 2);
+  } finally {
+    await t.close();
+  }
+});

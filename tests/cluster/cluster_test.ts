@@ -1,0 +1,367 @@
+/**
+ * Cluster mode end to end: gatecast nodes as real processes on one real MariaDB and one real
+ * Redis, real WebSocket clients. One node polls each group; every node's clients get the same
+ * `seq` and `epoch`; a node stopped or killed is replaced; Redis lost and back.
+ */
+
+import assert from "node:assert/strict";
+import { createTestDatabase, type TestDatabase } from "../support/mysql.ts";
+import { type GatecastProcess, startGatecastWithConfig } from "../support/process.ts";
+import { startThrowawayRedis, testRedis, uniquePrefix } from "../support/redis.ts";
+import { waitFor } from "../support/app.ts";
+import { type Frame, TestClient } from "../support/ws_client.ts";
+
+const TOPIC = "plant1/real/1";
+const POLL_MS = 200;
+const LEASE_MS = 1000;
+
+/** A database with one point, `ua` of GW1 in unit 1, at `value`. */
+async function plant(value: number): Promise<TestDatabase> {
+  const db = await createTestDatabase();
+  await db.addPoints([{ unit: 1, code: "ua", address: "GW1" }]);
+  await db.setData("GW1", { ua: value });
+  return db;
+}
+
+/** A cluster of nodes named `names` on `db` and the Redis at `redisUrl`, under a prefix of this test. */
+async function startNodes(
+  db: TestDatabase,
+  redisUrl: string,
+  names: string[],
+  extra = {},
+  leaseMs = LEASE_MS,
+): Promise<GatecastProcess[]> {
+  const prefix = uniquePrefix();
+  const nodes: GatecastProcess[] = [];
+  for (const node of names) {
+    nodes.push(
+      await startGatecastWithConfig({
+        pollIntervalMs: POLL_MS,
+        logLevel: "info",
+        databases: { plant1: db.settings },
+        cluster: { redis: redisUrl, prefix, node, leaseMs },
+        ...extra,
+      }),
+    );
+  }
+  return nodes;
+}
+
+const stopped = new WeakMap<GatecastProcess, Promise<number>>();
+
+/** Stops a node (SIGTERM) once, however often it is asked; resolves with its exit code. */
+function stopNode(node: GatecastProcess): Promise<number> {
+  if (!stopped.has(node)) stopped.set(node, node.stop());
+  return stopped.get(node)!;
+}
+
+async function stopAll(nodes: GatecastProcess[]): Promise<void> {
+  await Promise.all(nodes.map(stopNode));
+}
+
+// deno-lint-ignore no-explicit-any
+async function health(node: GatecastProcess): Promise<any> {
+  return await (await fetch(`${node.httpUrl}/healthz`)).json();
+}
+
+/** The sum of a metric's series on a node's `/metrics`. */
+async function metric(node: GatecastProcess, name: string): Promise<number> {
+  const text = await (await fetch(`${node.httpUrl}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.split(" ").at(-1));
+  }
+  return sum;
+}
+
+/** The nodes that hold the lease of `plant1/real`, once exactly one does. */
+async function leaseholder(nodes: GatecastProcess[]): Promise<GatecastProcess> {
+  let holders: GatecastProcess[] = [];
+  await waitFor("one node to hold the lease of plant1/real", async () => {
+    const reports = await Promise.all(nodes.map(health));
+    holders = nodes.filter((_, i) => reports[i].cluster.leases.includes("plant1/real"));
+    return holders.length === 1;
+  }, 10_000);
+  return holders[0];
+}
+
+/** A v1 client of a node subscribed to {@link TOPIC}, and its snapshot. */
+async function subscriber(node: GatecastProcess): Promise<{ client: TestClient; snapshot: Frame }> {
+  const client = await TestClient.open(`ws://127.0.0.1:${node.port}/ws`, "gatecast.v1");
+  client.send({ type: "subscribe", id: 1, topic: TOPIC });
+  await client.expect("subscribed");
+  return { client, snapshot: await client.expect("snapshot") };
+}
+
+/** The value of `ua` a snapshot or update carries, if any. */
+function uaOf(frame: Frame): unknown {
+  const points = frame.type === "snapshot" ? frame.points : frame.type === "update" ? frame.changes : [];
+  return points.find((point: Frame) => point.code === "ua")?.value;
+}
+
+/** Reads frames until one carries `ua` = `value`; returns every frame read, that one last. */
+async function untilValue(client: TestClient, value: number, timeoutMs = 5000): Promise<Frame[]> {
+  const frames: Frame[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const frame = await client.next(Math.max(1, deadline - Date.now()));
+    frames.push(frame);
+    if (uaOf(frame) === value) return frames;
+  }
+}
+
+/** Every frame follows the one before it: the next `seq` of the same epoch, or a snapshot. */
+function assertNoGap(previous: Frame, frames: Frame[]): void {
+  let last = previous;
+  for (const frame of frames) {
+    if (frame.type === "update") {
+      assert.equal(frame.epoch, last.epoch, `an update of another epoch: ${JSON.stringify(frame)}`);
+      assert.equal(frame.seq, last.seq + 1, `a seq gap: ${last.seq} then ${JSON.stringify(frame)}`);
+    } else assert.equal(frame.type, "snapshot", `unexpected ${JSON.stringify(frame)}`);
+    last = frame;
+  }
+}
+
+Deno.test("two clients on different nodes get the same seq and epoch for the same change, from one node's poll", async () => {
+  const db = await plant(1);
+  const redis = await testRedis();
+  const nodes = await startNodes(db, redis.url, ["a", "b"]);
+  const clients: TestClient[] = [];
+  try {
+    const first = await subscriber(nodes[0]);
+    clients.push(first.client);
+    const holder = await leaseholder(nodes);
+    const other = nodes.find((node) => node !== holder)!;
+    // The second node answers from the state its peer shared: no query of its own.
+    const second = await subscriber(other);
+    clients.push(second.client);
+    assert.equal(await metric(other, "gatecast_poll_duration_seconds_count"), 0);
+    assert.equal(uaOf(second.snapshot), 1);
+    assert.equal(typeof first.snapshot.epoch, "string");
+    assert.deepEqual([second.snapshot.seq, second.snapshot.epoch], [
+      first.snapshot.seq,
+      first.snapshot.epoch,
+    ]);
+
+    await db.setData("GW1", { ua: 2 });
+    const [a, b] = await Promise.all([untilValue(first.client, 2), untilValue(second.client, 2)]);
+    assert.deepEqual(a, [a.at(-1)]);
+    assert.deepEqual(b, [b.at(-1)]);
+    const [updateA, updateB] = [a.at(-1), b.at(-1)];
+    assert.equal(updateA.type, "update");
+    assert.deepEqual(updateB, updateA, "the same frame on both nodes");
+    assert.deepEqual([updateA.seq, updateA.epoch], [first.snapshot.seq + 1, first.snapshot.epoch]);
+
+    // Only the leaseholder polls the group; the other one ran no group poll at all.
+    assert.ok(await metric(holder, "gatecast_poll_duration_seconds_count") > 0);
+    assert.equal(await metric(other, "gatecast_poll_duration_seconds_count"), 0);
+    assert.ok(await metric(holder, "gatecast_cluster_messages_sent_total") >= 1);
+    assert.ok(await metric(other, "gatecast_cluster_messages_received_total") >= 1);
+    const [healthA, healthB] = await Promise.all(nodes.map(health));
+    assert.deepEqual([healthA.cluster.redis, healthB.cluster.redis], ["up", "up"]);
+    assert.deepEqual([healthA.cluster.peers, healthB.cluster.peers], [1, 1]);
+    assert.deepEqual([healthA.status, healthB.status], ["ok", "ok"]);
+  } finally {
+    for (const client of clients) client.close();
+    await stopAll(nodes);
+    await db.drop();
+  }
+});
+
+Deno.test("the lease handover: a node stopped gives its group up and another node polls it at once", async () => {
+  const db = await plant(1);
+  const redis = await testRedis();
+  const nodes = await startNodes(db, redis.url, ["a", "b"]);
+  const clients: TestClient[] = [];
+  try {
+    for (const node of nodes) clients.push((await subscriber(node)).client);
+    const holder = await leaseholder(nodes);
+    const survivor = nodes.find((node) => node !== holder)!;
+    const client = clients[nodes.indexOf(survivor)];
+    const before = await health(survivor);
+    assert.deepEqual(before.cluster.leases, []);
+    assert.equal(await stopNode(holder), 0);
+    assert.ok(holder.stderr.some((line) => line.includes('"msg":"cluster lease released"')));
+    await waitFor(
+      "the survivor to take the lease",
+      async () => (await health(survivor)).cluster.leases.length === 1,
+    );
+    await db.setData("GW1", { ua: 7 });
+    const frames = await untilValue(client, 7);
+    // The new leaseholder starts a new epoch: its clients get a fresh snapshot first.
+    assert.equal(frames[0].type, "snapshot");
+    assertNoGap(frames[0], frames.slice(1));
+    assert.ok(
+      survivor.stderr.some((line) => line.includes('"msg":"cluster lease acquired: polling the group"')),
+    );
+  } finally {
+    for (const client of clients) client.close();
+    await stopAll(nodes);
+    await db.drop();
+  }
+});
+
+Deno.test("a leaseholder killed with SIGKILL: the survivors' clients get the latest values after the lease expires, a fresh snapshot or no gap", async () => {
+  const db = await plant(1);
+  const redis = await testRedis();
+  const nodes = await startNodes(db, redis.url, ["a", "b", "c"]);
+  const clients = new Map<GatecastProcess, { client: TestClient; snapshot: Frame }>();
+  try {
+    for (const node of nodes) clients.set(node, await subscriber(node));
+    const holder = await leaseholder(nodes);
+    holder.child.kill("SIGKILL");
+    await holder.exited;
+    const killedAt = Date.now();
+    await db.setData("GW1", { ua: 9 });
+    const survivors = nodes.filter((node) => node !== holder);
+    // Functional bound only (the bench measures the time): the lease, two ticks, and slack for a loaded machine.
+    const frames = await Promise.all(
+      survivors.map((node) => untilValue(clients.get(node)!.client, 9, LEASE_MS + 2 * POLL_MS + 4000)),
+    );
+    const recoveredMs = Date.now() - killedAt;
+    for (const [i, node] of survivors.entries()) assertNoGap(clients.get(node)!.snapshot, frames[i]);
+    const last = frames.map((seen) => seen.at(-1));
+    assert.deepEqual([last[1].seq, last[1].epoch], [last[0].seq, last[0].epoch], "the survivors agree");
+    assert.notEqual(last[0].epoch, clients.get(holder)!.snapshot.epoch, "a new leaseholder, a new epoch");
+    const holders = (await Promise.all(survivors.map(health))).filter((report) =>
+      report.cluster.leases.length > 0
+    );
+    assert.equal(holders.length, 1, `one new leaseholder (recovered in ${recoveredMs} ms)`);
+  } finally {
+    for (const { client } of clients.values()) client.close();
+    await stopAll(nodes);
+    await db.drop();
+  }
+});
+
+Deno.test("Redis killed and restarted: each node polls its own topics, says so once, keeps serving and rejoins", async () => {
+  const db = await plant(1);
+  const redis = await startThrowawayRedis();
+  const nodes = await startNodes(db, redis.url, ["a", "b"]);
+  const clients: TestClient[] = [];
+  try {
+    for (const node of nodes) clients.push((await subscriber(node)).client);
+    await leaseholder(nodes);
+    redis.kill("SIGKILL");
+    await waitFor("both nodes to see Redis gone", async () => {
+      const reports = await Promise.all(nodes.map(health));
+      return reports.every((report) => report.cluster.redis === "down" && report.status === "ok");
+    });
+    // Alone, each node polls: both clients get the change.
+    await db.setData("GW1", { ua: 3 });
+    await Promise.all(clients.map((client) => untilValue(client, 3)));
+    await db.setData("GW1", { ua: 4 });
+    await Promise.all(clients.map((client) => untilValue(client, 4)));
+    for (const node of nodes) {
+      assert.equal(
+        node.stderr.filter((line) => line.includes('"msg":"redis lost')).length,
+        1,
+        node.stderr.join("\n"),
+      );
+    }
+
+    await redis.restart();
+    const holder = await leaseholder(nodes);
+    const other = nodes.find((node) => node !== holder)!;
+    const pollsBefore = await metric(other, "gatecast_poll_duration_seconds_count");
+    await db.setData("GW1", { ua: 5 });
+    const [a, b] = await Promise.all(clients.map((client) => untilValue(client, 5)));
+    assert.deepEqual([a.at(-1).seq, a.at(-1).epoch], [b.at(-1).seq, b.at(-1).epoch], "one sequence again");
+    for (const node of nodes) {
+      assert.equal(node.stderr.filter((line) => line.includes('"msg":"redis connected')).length, 2);
+    }
+    // Rejoined: the other node polls no more.
+    await db.setData("GW1", { ua: 6 });
+    await Promise.all(clients.map((client) => untilValue(client, 6)));
+    assert.equal(await metric(other, "gatecast_poll_duration_seconds_count"), pollsBefore);
+  } finally {
+    for (const client of clients) client.close();
+    await stopAll(nodes);
+    await redis.stop();
+    await db.drop();
+  }
+});
+
+Deno.test("a node started while Redis is unreachable serves on its own and joins once Redis answers", async () => {
+  const db = await plant(1);
+  const redis = await startThrowawayRedis();
+  redis.kill("SIGKILL");
+  await redis.child.status;
+  const nodes = await startNodes(db, redis.url, ["a"]);
+  const clients: TestClient[] = [];
+  try {
+    const { client, snapshot } = await subscriber(nodes[0]);
+    clients.push(client);
+    assert.equal(uaOf(snapshot), 1);
+    assert.equal((await health(nodes[0])).cluster.redis, "down");
+    assert.equal(nodes[0].stderr.filter((line) => line.includes('"msg":"redis unreachable')).length, 1);
+    await redis.restart();
+    await leaseholder(nodes);
+    await db.setData("GW1", { ua: 8 });
+    await untilValue(client, 8);
+  } finally {
+    for (const client of clients) client.close();
+    await stopAll(nodes);
+    await redis.stop();
+    await db.drop();
+  }
+});
+
+Deno.test("a notify to a node without subscribers reaches the node that polls the group, long before its tick", async () => {
+  const db = await plant(1);
+  const redis = await testRedis();
+  // A long interval: only the notify can explain a poll within the test.
+  const nodes = await startNodes(db, redis.url, ["a", "b"], { pollIntervalMs: 20_000 }, 30_000);
+  const clients: TestClient[] = [];
+  try {
+    const { client } = await subscriber(nodes[0]);
+    clients.push(client);
+    await leaseholder(nodes);
+    await db.setData("GW1", { ua: 11 });
+    const response = await fetch(`${nodes[1].httpUrl}/notify`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ topics: [TOPIC] }),
+    });
+    const body = await response.json();
+    assert.equal(response.status, 202, JSON.stringify(body));
+    assert.deepEqual(body.scheduled, ["plant1/real"]);
+    const frames = await untilValue(client, 11, 5000);
+    assert.equal(frames.at(-1).type, "update");
+    assert.equal(await metric(nodes[1], "gatecast_poll_duration_seconds_count"), 0);
+  } finally {
+    for (const client of clients) client.close();
+    await stopAll(nodes);
+    await db.drop();
+  }
+});
+
+Deno.test("SIGHUP removing a database on its leaseholder: that node's clients are told, another node polls the group", async () => {
+  const db = await plant(1);
+  const redis = await testRedis();
+  const nodes = await startNodes(db, redis.url, ["a", "b"]);
+  const clients = new Map<GatecastProcess, TestClient>();
+  try {
+    for (const node of nodes) clients.set(node, (await subscriber(node)).client);
+    const holder = await leaseholder(nodes);
+    const other = nodes.find((node) => node !== holder)!;
+    const configPath = (holder as GatecastProcess & { configPath: string }).configPath;
+    const config = JSON.parse(await Deno.readTextFile(configPath));
+    config.databases = { plant2: db.settings };
+    await Deno.writeTextFile(configPath, JSON.stringify(config));
+    holder.child.kill("SIGHUP");
+    const revoked = await clients.get(holder)!.expect("error");
+    assert.deepEqual([revoked.code, revoked.topic], ["DB_REMOVED", TOPIC]);
+    await waitFor(
+      "the other node to take the lease",
+      async () => (await health(other)).cluster.leases.length === 1,
+    );
+    assert.deepEqual((await health(holder)).cluster.leases, []);
+    await db.setData("GW1", { ua: 12 });
+    await untilValue(clients.get(other)!, 12);
+  } finally {
+    for (const client of clients.values()) client.close();
+    await stopAll(nodes);
+    await db.drop();
+  }
+});

@@ -1,0 +1,280 @@
+/**
+ * The state a polling node shares through Redis (lib/cluster/shared_state.ts): a topic's rows or
+ * stale reason survive encodeState → decodeState exactly (missing values, keys of several
+ * columns, the interned layout), every malformed message is refused with one message naming
+ * what is wrong, and decoded states feed a follower's subscribers the same updates.
+ */
+
+import assert from "node:assert/strict";
+import {
+  decodeState,
+  encodeState,
+  SHARED_STATE_VERSION,
+  SharedStateError,
+} from "../../lib/cluster/shared_state.ts";
+import { type Cell, layoutOf, rowKey, type RowSet, type Shape } from "../../lib/handles/rows.ts";
+import { publishAdopted, publishPoll, publishStale } from "../../lib/hub/fanout.ts";
+import { Registry, Topic } from "../../lib/hub/registry.ts";
+import { topicName } from "../../lib/hub/topic.ts";
+import { rowsV1 } from "../../lib/wire/rows_v1.ts";
+import { FakePeer } from "../support/fake_peer.ts";
+
+const NAME = topicName("plant1", "tanks", "north");
+
+/** Tanks keyed by (tank_id, site), in that order; only the level and the alarm change between polls. */
+const TANKS = layoutOf(
+  ["site", "tank_id", "level_m", "note", "alarm"],
+  ["tank_id", "site"],
+  ["level_m", "alarm"],
+);
+
+/** Two tanks; the first has no note at all (`undefined`), the second a NULL alarm. */
+const CELLS: Cell[] = [
+  "north",
+  1,
+  3.25,
+  undefined,
+  false,
+  "north",
+  2,
+  0.5,
+  "refilled",
+  null,
+];
+
+/** The rows of these cells, with a shape of their own unless one is given (as a handle reuses it). */
+function tankRows(cells: readonly Cell[], shape?: Shape): RowSet {
+  const width = TANKS.columns.length;
+  const keys: string[] = [];
+  for (let offset = 0; offset < cells.length; offset += width) {
+    keys.push(rowKey(cells, offset, TANKS.keyIndexes));
+  }
+  return { shape: shape ?? { layout: TANKS, keys }, cells };
+}
+
+/** A topic of this node that polled these rows at `ts`. */
+function polledTopic(cells: readonly Cell[], ts = 1234): Topic {
+  const topic = new Topic(NAME);
+  publishPoll(topic, tankRows(cells), ts);
+  return topic;
+}
+
+Deno.test("rows survive encode and decode: every cell, missing values, a two-column key and the same interned layout", () => {
+  const topic = polledTopic(CELLS);
+  const text = encodeState(topic, "node-a", 7);
+  assert.deepEqual(JSON.parse(text), {
+    v: SHARED_STATE_VERSION,
+    topic: "plant1/tanks/north",
+    node: "node-a",
+    fence: 7,
+    epoch: topic.feed.epoch,
+    seq: 1,
+    ts: 1234,
+    rows: {
+      columns: ["site", "tank_id", "level_m", "note", "alarm"],
+      key: ["tank_id", "site"],
+      varying: ["level_m", "alarm"],
+      cells: ["north", 1, 3.25, null, false, "north", 2, 0.5, "refilled", null],
+      missing: [3],
+    },
+  });
+  const state = decodeState(text);
+  assert.deepEqual(state, {
+    topic: "plant1/tanks/north",
+    node: "node-a",
+    fence: 7,
+    epoch: topic.feed.epoch,
+    seq: 1,
+    ts: 1234,
+    rows: { shape: { layout: TANKS, keys: topic.feed.rows!.shape.keys }, cells: CELLS },
+  });
+  // The receiving node's rows have the polling node's layout object: its diffs compare like with like.
+  assert.equal(state.rows!.shape.layout, TANKS);
+  assert.equal(state.rows!.cells[3], undefined);
+  assert.equal(state.rows!.cells[9], null);
+});
+
+Deno.test("rows without a missing value carry no missing list", () => {
+  const cells = CELLS.map((cell) => cell === undefined ? "dry" : cell);
+  const text = encodeState(polledTopic(cells), "node-a", 1);
+  assert.equal("missing" in JSON.parse(text).rows, false);
+  assert.deepEqual(decodeState(text).rows!.cells, cells);
+});
+
+Deno.test("a stale topic travels as its reason, with the seq and time of its latest rows", () => {
+  const topic = polledTopic(CELLS);
+  publishStale(topic, {
+    code: "SOURCE_UNAVAILABLE",
+    message: "database 'plant1' is unavailable: ECONNREFUSED",
+  });
+  const text = encodeState(topic, "node-a", 3);
+  assert.equal("rows" in JSON.parse(text), false);
+  assert.deepEqual(decodeState(text), {
+    topic: "plant1/tanks/north",
+    node: "node-a",
+    fence: 3,
+    epoch: topic.feed.epoch,
+    seq: 1,
+    ts: 1234,
+    stale: { code: "SOURCE_UNAVAILABLE", message: "database 'plant1' is unavailable: ECONNREFUSED" },
+  });
+});
+
+Deno.test("a topic stale before its first rows is shared at seq 0", () => {
+  const topic = new Topic(NAME);
+  publishStale(topic, { code: "HANDLE_FAILED", message: "handle 'tanks': no such table" });
+  assert.deepEqual(decodeState(encodeState(topic, "node-a", 2)), {
+    topic: "plant1/tanks/north",
+    node: "node-a",
+    fence: 2,
+    epoch: topic.feed.epoch,
+    seq: 0,
+    ts: 0,
+    stale: { code: "HANDLE_FAILED", message: "handle 'tanks': no such table" },
+  });
+});
+
+Deno.test("a topic with neither rows nor a stale reason has nothing to share", () => {
+  assert.throws(() => encodeState(new Topic(NAME), "node-a", 1), {
+    name: "SharedStateError",
+    message: "topic plant1/tanks/north has no state to share yet",
+  });
+});
+
+/** A valid message, parsed, for a refusal test to spoil. */
+// deno-lint-ignore no-explicit-any
+function message(): any {
+  return JSON.parse(encodeState(polledTopic(CELLS), "node-a", 7));
+}
+
+/** Asserts that decoding `text` is refused with exactly `expected`. */
+function refused(text: string, expected: string): void {
+  assert.throws(() => decodeState(text), (error: unknown) => {
+    assert.ok(error instanceof SharedStateError, `${error} is a SharedStateError`);
+    assert.equal(error.name, "SharedStateError");
+    assert.equal(error.message, expected);
+    return true;
+  });
+}
+
+Deno.test("a message that is not JSON is refused", () => {
+  refused('{"v":1,', "shared state is not JSON");
+  refused("", "shared state is not JSON");
+});
+
+Deno.test("a message that is JSON but not an object is refused", () => {
+  refused("null", "shared state is not an object");
+  refused("42", "shared state is not an object");
+});
+
+Deno.test("a message of another version is refused, naming both versions", () => {
+  refused(JSON.stringify({ ...message(), v: 2 }), "shared state of version 2; this node reads 1");
+  refused(JSON.stringify({ ...message(), v: "1" }), 'shared state of version "1"; this node reads 1');
+  const { v: _, ...unversioned } = message();
+  refused(JSON.stringify(unversioned), "shared state of version undefined; this node reads 1");
+});
+
+Deno.test("a message with a field missing or of the wrong type is refused, naming the field", () => {
+  for (const [name, type] of [["topic", "string"], ["node", "string"], ["epoch", "string"]] as const) {
+    const { [name]: _, ...without } = message();
+    refused(JSON.stringify(without), `shared state: ${name} must be a ${type}`);
+    refused(JSON.stringify({ ...message(), [name]: 1 }), `shared state: ${name} must be a ${type}`);
+  }
+  for (const name of ["fence", "seq", "ts"]) {
+    const { [name]: _, ...without } = message();
+    refused(JSON.stringify(without), `shared state: ${name} must be a number`);
+    refused(JSON.stringify({ ...message(), [name]: "7" }), `shared state: ${name} must be a number`);
+  }
+  const { rows: _, ...rowless } = message();
+  refused(JSON.stringify(rowless), "shared state: rows must be an object");
+  refused(JSON.stringify({ ...message(), rows: [] }), "shared state: rows must be an object");
+  for (const name of ["columns", "key", "varying"]) {
+    const spoilt = message();
+    spoilt.rows[name] = ["site", 2];
+    refused(JSON.stringify(spoilt), `shared state: rows.${name} must be an array of strings`);
+  }
+  const cellless = message();
+  delete cellless.rows.cells;
+  refused(JSON.stringify(cellless), "shared state: rows.cells must be an array");
+  const halfMissing = message();
+  halfMissing.rows.missing = [1.5];
+  refused(JSON.stringify(halfMissing), "shared state: rows.missing must be an array of integers");
+  refused(JSON.stringify({ ...message(), stale: "down" }), "shared state: stale must be an object");
+  refused(
+    JSON.stringify({ ...message(), stale: { code: "SOURCE_UNAVAILABLE" } }),
+    "shared state: message must be a string",
+  );
+});
+
+Deno.test("a cell that is not a scalar is refused, naming its index", () => {
+  for (const cell of [{ litres: 12 }, [1]]) {
+    const spoilt = message();
+    spoilt.rows.cells[7] = cell;
+    refused(JSON.stringify(spoilt), "shared state: cell 7 is not a scalar");
+  }
+});
+
+Deno.test("cells that do not fill whole rows are refused", () => {
+  const spoilt = message();
+  spoilt.rows.cells.pop();
+  refused(JSON.stringify(spoilt), "shared state: 9 cells do not make rows of 5 columns");
+  const empty = message();
+  empty.rows.columns = [];
+  empty.rows.key = [];
+  empty.rows.varying = [];
+  refused(JSON.stringify(empty), "shared state: 10 cells do not make rows of 0 columns");
+});
+
+Deno.test("a key column that is not among the columns is refused, naming it and the columns", () => {
+  const spoilt = message();
+  spoilt.rows.key = ["tank_id", "zone"];
+  refused(
+    JSON.stringify(spoilt),
+    "shared state: no column 'zone' in the result (columns: site, tank_id, level_m, note, alarm)",
+  );
+});
+
+Deno.test("decoded states reach a follower's subscribers as updates of exactly the cells that changed", () => {
+  // The polling node: its handle hands out the same shape while the tanks stay the same.
+  const polling = new Registry();
+  const pollingPeer = new FakePeer();
+  const polled = polling.subscribe(NAME, pollingPeer, rowsV1).topic;
+  const first = tankRows(CELLS);
+  publishPoll(polled, first, 1000);
+  const second = [...CELLS];
+  second[2] = 3.5; // tank 1's level
+  second[9] = true; // tank 2's alarm
+  // The follower: each message decodes to a shape of its own.
+  const following = new Registry();
+  const peer = new FakePeer();
+  const topic = following.subscribe(NAME, peer, rowsV1).topic;
+  const sharedFirst = decodeState(encodeState(polled, "node-a", 1));
+  assert.equal(
+    publishAdopted(topic, { rows: sharedFirst.rows!, seq: 1, epoch: sharedFirst.epoch, ts: 1000 }),
+    true,
+  );
+  publishPoll(polled, tankRows(second, first.shape), 2000);
+  const sharedSecond = decodeState(encodeState(polled, "node-a", 1));
+  assert.notEqual(sharedSecond.rows!.shape, sharedFirst.rows!.shape);
+  assert.equal(
+    publishAdopted(topic, { rows: sharedSecond.rows!, seq: 2, epoch: sharedSecond.epoch, ts: 2000 }),
+    true,
+  );
+  const [snapshot, update, ...rest] = peer.frames();
+  assert.deepEqual(rest, []);
+  assert.deepEqual([snapshot.type, snapshot.seq], ["snapshot", 1]);
+  assert.deepEqual(update, {
+    type: "update",
+    topic: "plant1/tanks/north",
+    seq: 2,
+    epoch: polled.feed.epoch,
+    ts: 2000,
+    upsert: [
+      { site: "north", tank_id: 1, level_m: 3.5 },
+      { site: "north", tank_id: 2, alarm: true },
+    ],
+    delete: [],
+  });
+  // Frame for frame what the polling node's own subscriber got.
+  assert.deepEqual(peer.sent, pollingPeer.sent);
+});
