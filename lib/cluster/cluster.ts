@@ -222,7 +222,7 @@ export class Cluster implements GroupPolling {
     if (this.listening.has(key)) return;
     this.listening.add(key);
     try {
-      await this.link.subscribe(this.keys.topic(key), (text) => this.received(text));
+      await this.link.subscribe(this.keys.topic(key), (text) => this.received(key, text));
     } catch (error) {
       this.listening.delete(key); // the next beat tries again
       throw error;
@@ -232,27 +232,32 @@ export class Cluster implements GroupPolling {
   /** Takes each topic's latest state from the group's state hash (a new follower, a reconnect). */
   private async resync(group: string, topics: Topic[]): Promise<void> {
     if (topics.length === 0) return;
-    const texts = await this.link.commands.hmGet(
-      this.keys.state(group),
-      topics.map((topic) => topic.name.key),
-    );
-    for (const text of texts) if (typeof text === "string") this.received(text);
+    const keys = topics.map((topic) => topic.name.key);
+    const texts = await this.link.commands.hmGet(this.keys.state(group), keys);
+    texts.forEach((text, i) => {
+      if (typeof text === "string") this.received(keys[i], text);
+    });
   }
 
-  /** A state published by the node that polls a topic's group. */
-  private received(text: string): void {
+  /**
+   * A state of a topic published by the node that polls its group. What can be decided without
+   * reading the message is decided first: a topic gone here, or polled here (the leaseholder
+   * hears its own publishes), costs no decode.
+   */
+  private received(key: string, text: string): void {
+    const topic = this.parts.registry.topic(key);
+    if (topic === undefined || !this.link.up) return;
+    const group = groupKey(topic.name);
+    if (this.leases.has(group)) return; // this node polls it
     this.parts.metrics.inc("gatecast_cluster_messages_received_total");
     let state: SharedState;
     try {
       state = decodeState(text);
     } catch (error) {
-      this.parts.logger.warn("cluster message ignored", { error: (error as Error).message });
+      this.parts.logger.warn("cluster message ignored", { topic: key, error: (error as Error).message });
       return;
     }
-    const topic = this.parts.registry.topic(state.topic);
-    if (topic === undefined || state.node === this.node || !this.link.up) return;
-    const group = groupKey(topic.name);
-    if (this.leases.has(group)) return; // this node polls it
+    if (state.topic !== key || state.node === this.node) return;
     if (state.fence < (this.fences.get(group) ?? 0)) return; // from a lease since lost
     this.fences.set(group, state.fence);
     if (state.stale !== undefined) publishStale(topic, state.stale, state.epoch);
@@ -263,16 +268,10 @@ export class Cluster implements GroupPolling {
 
   /** Takes a group's lease when it is free; returns whether this node now polls the group. */
   private async acquire(group: TopicGroup): Promise<boolean> {
-    const fence = Number(
-      await this.link.commands.sendCommand([
-        "EVAL",
-        ACQUIRE_SCRIPT,
-        "2",
-        this.keys.lease(group.key),
-        this.keys.fence(group.key),
-        this.node,
-        String(this.parts.settings.leaseMs),
-      ]),
+    const fence = await this.runScript(
+      ACQUIRE_SCRIPT,
+      [this.keys.lease(group.key), this.keys.fence(group.key)],
+      [this.node, String(this.parts.settings.leaseMs)],
     );
     if (fence === 0 || this.stopped || !this.link.up) return false;
     const lease = { fence, epoch: newEpoch(String(fence)) };
@@ -288,15 +287,10 @@ export class Cluster implements GroupPolling {
 
   /** Extends a lease this node holds; on a lease lost, stops polling the group and follows it. */
   private async renew(group: TopicGroup): Promise<void> {
-    const renewed = Number(
-      await this.link.commands.sendCommand([
-        "EVAL",
-        RENEW_SCRIPT,
-        "1",
-        this.keys.lease(group.key),
-        this.node,
-        String(this.parts.settings.leaseMs),
-      ]),
+    const renewed = await this.runScript(
+      RENEW_SCRIPT,
+      [this.keys.lease(group.key)],
+      [this.node, String(this.parts.settings.leaseMs)],
     );
     if (renewed === 1) {
       await this.link.commands.pExpire(this.keys.state(group.key), 3 * this.parts.settings.leaseMs);
@@ -310,7 +304,7 @@ export class Cluster implements GroupPolling {
   /** Gives a lease up (the group has no topic here any more, or the node stops). */
   private async releaseLease(group: string): Promise<void> {
     this.dropLease(group, "released");
-    await this.link.commands.sendCommand(["EVAL", RELEASE_SCRIPT, "1", this.keys.lease(group), this.node]);
+    await this.runScript(RELEASE_SCRIPT, [this.keys.lease(group)], [this.node]);
   }
 
   /** Forgets a lease: the topics held for peers are released. */
@@ -422,6 +416,13 @@ export class Cluster implements GroupPolling {
   }
 
   // --- Helpers ---
+
+  /** Runs one of the lease scripts on the server (Redis's `EVAL`, sent as a plain command); its number. */
+  private async runScript(script: string, keys: string[], args: string[]): Promise<number> {
+    return Number(
+      await this.link.commands.sendCommand(["EVAL", script, String(keys.length), ...keys, ...args]),
+    );
+  }
 
   private sendWake(group: string, reason: WakeMessage["reason"]): void {
     const message: WakeMessage = { group, reason, from: this.node };

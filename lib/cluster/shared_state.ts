@@ -116,7 +116,10 @@ export function decodeState(text: string): SharedState {
     const stale = object(message.stale, "stale");
     return {
       ...head,
-      stale: { code: field(stale, "code", "string"), message: field(stale, "message", "string") },
+      stale: {
+        code: field(stale, "code", "string", "stale."),
+        message: field(stale, "message", "string", "stale."),
+      },
     };
   }
   return { ...head, rows: decodeRows(object(message.rows, "rows")) };
@@ -145,7 +148,10 @@ function decodeRows(raw: Record<string, unknown>): RowSet {
     throw new SharedStateError(`shared state: cell ${i} is not a scalar`);
   });
   for (const index of raw.missing === undefined ? [] : numbers(raw.missing, "rows.missing")) {
-    if (index >= 0 && index < cells.length) cells[index] = undefined;
+    if (index < 0 || index >= cells.length) {
+      throw new SharedStateError(`shared state: rows.missing names cell ${index}; there are ${cells.length}`);
+    }
+    cells[index] = undefined;
   }
   const keys: string[] = [];
   for (let offset = 0; offset < cells.length; offset += width) {
@@ -154,14 +160,20 @@ function decodeRows(raw: Record<string, unknown>): RowSet {
   return { shape: { layout, keys }, cells };
 }
 
-function field(from: Record<string, unknown>, name: string, type: "string"): string;
-function field(from: Record<string, unknown>, name: string, type: "number"): number;
-function field(from: Record<string, unknown>, name: string, type: "string" | "number"): string | number {
+/** A field of `from` of the given type; `parent` prefixes its name in the error (`stale.`). */
+function field(from: Record<string, unknown>, name: string, type: "string", parent?: string): string;
+function field(from: Record<string, unknown>, name: string, type: "number", parent?: string): number;
+function field(
+  from: Record<string, unknown>,
+  name: string,
+  type: "string" | "number",
+  parent = "",
+): string | number {
   const value = from[name];
   const ok = type === "string"
     ? typeof value === "string"
     : typeof value === "number" && Number.isFinite(value);
-  if (!ok) throw new SharedStateError(`shared state: ${name} must be a ${type}`);
+  if (!ok) throw new SharedStateError(`shared state: ${parent}${name} must be a ${type}`);
   return value as string | number;
 }
 

@@ -202,7 +202,13 @@ Deno.test("a message with a field missing or of the wrong type is refused, namin
   refused(JSON.stringify({ ...message(), stale: "down" }), "shared state: stale must be an object");
   refused(
     JSON.stringify({ ...message(), stale: { code: "SOURCE_UNAVAILABLE" } }),
-    "shared state: message must be a string",
+    "shared state: stale.message must be a string",
+  );
+  const outside = message();
+  outside.rows.missing = [outside.rows.cells.length];
+  refused(
+    JSON.stringify(outside),
+    `shared state: rows.missing names cell ${outside.rows.cells.length}; there are ${outside.rows.cells.length}`,
   );
 });
 
