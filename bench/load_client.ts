@@ -2,7 +2,8 @@
  * The load generator: one process holding many WebSocket clients, driven by the benchmark over
  * stdin/stdout (one JSON command per line in, one JSON reply per line out).
  *
- * Commands: `connect` (open clients and subscribe each to a topic, waiting for its snapshot),
+ * Commands: `connect` (open clients and subscribe each to its topics, one by default, waiting
+ * for their snapshots),
  * `measure` (start counting), `report` (frames, bytes and, per tick, the first and last arrival
  * time over this process's clients), `close`. A tick is named by its frames' `ts`, which is the
  * same for every topic polled in one tick.
@@ -10,7 +11,15 @@
 
 /** A command from the benchmark. */
 export type LoadCommand =
-  | { cmd: "connect"; url: string; count: number; topics: string[]; firstIndex: number }
+  | {
+    cmd: "connect";
+    url: string;
+    count: number;
+    topics: string[];
+    firstIndex: number;
+    /** Topics each client subscribes to, in one message: client i takes topics i*k .. i*k+k-1 (mod n); 1 by default. */
+    topicsPerClient?: number;
+  }
   | { cmd: "measure" }
   | { cmd: "report" }
   | { cmd: "close" };
@@ -74,15 +83,19 @@ function receive(text: string): void {
   }
 }
 
-function open(url: string, topic: string, id: number): Promise<boolean> {
+function open(url: string, topics: string[], id: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = new WebSocket(url, "gatecast.v1");
     let subscribed = false;
-    socket.onopen = () => socket.send(JSON.stringify({ type: "subscribe", id, topic }));
+    let snapshotsOwed = topics.length;
+    socket.onopen = () => {
+      const subscribe = topics.length === 1 ? { topic: topics[0] } : { topics };
+      socket.send(JSON.stringify({ type: "subscribe", id, ...subscribe }));
+    };
     socket.onmessage = (event) => {
       const text = event.data as string;
       if (!subscribed) {
-        if (!text.startsWith('{"type":"snapshot"')) return;
+        if (!text.startsWith('{"type":"snapshot"') || --snapshotsOwed > 0) return;
         subscribed = true;
         clients.push(socket);
         resolve(true);
@@ -105,7 +118,12 @@ async function connect(command: Extract<LoadCommand, { cmd: "connect" }>): Promi
   const worker = async () => {
     while (next < command.count) {
       const index = command.firstIndex + next++;
-      const ok = await open(command.url, command.topics[index % command.topics.length], index);
+      const k = command.topicsPerClient ?? 1;
+      const topics = Array.from(
+        { length: k },
+        (_, j) => command.topics[(index * k + j) % command.topics.length],
+      );
+      const ok = await open(command.url, topics, index);
       if (!ok) failed++;
     }
   };

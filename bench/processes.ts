@@ -19,20 +19,61 @@ function spawnDeno(args: string[], stdin: "piped" | "null", stdout: "piped" | "n
   }).spawn();
 }
 
-/** Resolves once something accepts TCP connections on the port; rejects if the child exits first. */
+/** TCP states of `/proc/net/tcp`. */
+const LISTEN = "0A";
+const ESTABLISHED = "01";
+
+/** Inodes of the sockets on a local TCP port in a state, IPv4 and IPv6 (`/proc/net/tcp`, `/proc/net/tcp6`). */
+function socketInodes(port: number, state: string): Set<string> {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const inodes = new Set<string>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of Deno.readTextFileSync(table).split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      // local_address, state, inode
+      if (fields.length > 9 && fields[1].endsWith(hex) && fields[3] === state) inodes.add(fields[9]);
+    }
+  }
+  return inodes;
+}
+
+/** How many of a process's own sockets are on a local port in a state (with `reusePort`, others share the port). */
+function socketsOf(pid: number, port: number, state: string): number {
+  const inodes = socketInodes(port, state);
+  if (inodes.size === 0) return 0;
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(`/proc/${pid}/fd`)];
+  } catch {
+    return 0; // it exited: the caller sees its status
+  }
+  let count = 0;
+  for (const entry of entries) {
+    try {
+      const inode = Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`).match(/^socket:\[(\d+)\]$/)?.[1];
+      if (inode !== undefined && inodes.has(inode)) count++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return count;
+}
+
+/** The connections a server process accepted on its port and holds open (its share under `reusePort`). */
+export function acceptedConnections(pid: number, port: number): number {
+  return socketsOf(pid, port, ESTABLISHED);
+}
+
+/** Resolves once the child itself listens on the port; rejects if it exits first. */
 async function waitForPort(child: Deno.ChildProcess, port: number, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exited: Deno.CommandStatus | undefined;
   child.status.then((status) => exited = status);
   while (true) {
     if (exited) throw new Error(`the server exited with code ${exited.code} before listening on ${port}`);
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw new Error(`nothing listens on port ${port}: ${error}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    if (socketsOf(child.pid, port, LISTEN) > 0) return;
+    if (Date.now() > deadline) throw new Error(`process ${child.pid} does not listen on port ${port}`);
+    await new Promise((r) => setTimeout(r, 25));
   }
 }
 

@@ -21,7 +21,7 @@ import type { Logger } from "./ops/log.ts";
 import { MeteredSource } from "./sources/metered_source.ts";
 import { METRIC_FAMILIES, Metrics } from "./ops/metrics.ts";
 import { MysqlSource } from "./sources/mysql_source.ts";
-import { Poller } from "./hub/poller.ts";
+import { type DatabaseHealth, Poller } from "./hub/poller.ts";
 import { CloseCode } from "./wire/protocol.ts";
 import { createRealHandle } from "./handles/real_handle.ts";
 import { createSqlHandle } from "./handles/sql_handle.ts";
@@ -238,6 +238,8 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     pollIntervalMs: config.pollIntervalMs,
     knows: (db) => db in current.databases,
     pollNow: (group) => poller.pollNow(group),
+    databaseHealth: (db): DatabaseHealth | undefined => poller.health.get(db),
+    adoptHealth: (db, report): void => poller.adoptHealth(db, report),
   });
   const poller = new Poller(
     registry,

@@ -6,11 +6,15 @@
  * - One node per group holds a lease (`SET NX PX`, renewed by a Lua script); taking it increments
  *   the group's fence, and the fence becomes part of the group's topics' `epoch`. The leaseholder
  *   polls the union of every node's units (it holds the other nodes' topics in its registry), and
- *   after each change publishes the topic's state on the topic's channel and keeps it in the
- *   group's state hash.
+ *   after each poll publishes each changed topic's state on the topic's channel and keeps it in
+ *   the group's state hash, in one script that Redis runs only while the lease is still this
+ *   node's (a node that lost its lease publishes nothing).
  * - The other nodes follow: they listen to the channels of their own topics, take each state
  *   ({@link publishAdopted}) and answer a new subscriber from the state hash, with no query.
  *   States from a node whose fence is lower than one seen (a lease since lost) are ignored.
+ *   At each beat the leaseholder also reports the group's database health
+ *   (`database_report.ts`) and each follower hands it to its poller, so that no node but the
+ *   leaseholder sends the database anything, not even a health probe.
  * - A leaseholder killed: its lease expires and a node with topics in the group takes it at its
  *   next beat (every third of the lease, at most a poll interval).
  * - Redis lost: every node polls its own topics as a single node does (new local epochs: their
@@ -25,17 +29,21 @@ import type { ClusterSettings } from "../config/config.ts";
 import type { Unit } from "../config/unit.ts";
 import { publishAdopted, publishStale } from "../hub/fanout.ts";
 import { newEpoch } from "../hub/epoch.ts";
-import type { GroupPolling } from "../hub/poller.ts";
+import type { DatabaseHealth, GroupPolling } from "../hub/poller.ts";
 import { groupKey, type Registry, type Topic, type TopicGroup } from "../hub/registry.ts";
 import { topicName } from "../hub/topic.ts";
 import type { Logger } from "../ops/log.ts";
 import type { Metrics } from "../ops/metrics.ts";
-import { ACQUIRE_SCRIPT, ClusterKeys, RELEASE_SCRIPT, RENEW_SCRIPT } from "./cluster_keys.ts";
+import { ACQUIRE_SCRIPT, ClusterKeys, PUBLISH_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT } from "./cluster_keys.ts";
+import { decodeDatabaseReport, encodeDatabaseReport } from "./database_report.ts";
 import { RedisLink } from "./redis_link.ts";
 import { decodeState, encodeState, type SharedState } from "./shared_state.ts";
 
 /** Shortest time between two beats, ms. */
 export const MIN_BEAT_MS = 100;
+
+/** Most states shared by one publish script: Redis runs a script without serving anything else meanwhile. */
+export const PUBLISH_BATCH = 256;
 
 /** What the cluster needs of the node around it. */
 export interface ClusterParts {
@@ -53,6 +61,10 @@ export interface ClusterParts {
   knows(db: string): boolean;
   /** Polls a group this node now polls (the poller's `pollNow`). */
   pollNow(group: TopicGroup): void;
+  /** The health of a database as this node's polls found it (the poller's `health`). */
+  databaseHealth(db: string): DatabaseHealth | undefined;
+  /** A database's health as the node polling its group reported it (the poller's `adoptHealth`). */
+  adoptHealth(db: string, report: DatabaseHealth): void;
 }
 
 /** The cluster part of `/healthz`. */
@@ -161,18 +173,27 @@ export class Cluster implements GroupPolling {
     return true;
   }
 
-  /** Shares a topic's new state after this node's poll, when it holds the group's lease. */
-  published(topic: Topic): void {
-    const group = groupKey(topic.name);
-    const lease = this.leases.get(group);
+  /**
+   * Shares the new states of one poll, when this node holds the group's lease: one script per
+   * {@link PUBLISH_BATCH} topics keeps each state in the group's state hash and publishes it on
+   * its topic's channel, on the server and only while the lease is still this node's.
+   */
+  published(group: TopicGroup, topics: readonly Topic[]): void {
+    const lease = this.leases.get(group.key);
     if (lease === undefined || !this.link.up) return;
-    const text = encodeState(topic, this.node, lease.fence);
-    const commands = this.link.commands;
-    this.track(Promise.all([
-      commands.hSet(this.keys.state(group), topic.name.key, text),
-      commands.publish(this.keys.topic(topic.name.key), text),
-    ]));
-    this.parts.metrics.inc("gatecast_cluster_messages_sent_total");
+    const keys = [this.keys.lease(group.key), this.keys.state(group.key)];
+    for (let start = 0; start < topics.length; start += PUBLISH_BATCH) {
+      const args = [this.node, this.keys.topic("")];
+      for (const topic of topics.slice(start, start + PUBLISH_BATCH)) {
+        args.push(topic.name.key, encodeState(topic, this.node, lease.fence));
+      }
+      this.track(
+        this.runScript(PUBLISH_SCRIPT, keys, args).then((sent) => {
+          // 0: the lease is another node's by now; the next renewal finds it lost.
+          this.parts.metrics.inc("gatecast_cluster_messages_sent_total", {}, sent);
+        }),
+      );
+    }
   }
 
   // --- The registry's events ---
@@ -294,11 +315,39 @@ export class Cluster implements GroupPolling {
     );
     if (renewed === 1) {
       await this.link.commands.pExpire(this.keys.state(group.key), 3 * this.parts.settings.leaseMs);
+      await this.reportHealth(group);
       await this.readInterest(group);
       return;
     }
     this.dropLease(group.key, "lost");
     await this.resync(group.key, [...group.topics.values()]);
+  }
+
+  /** The leaseholder's report of the group's database health, for the nodes that follow the group. */
+  private async reportHealth(group: TopicGroup): Promise<void> {
+    const lease = this.leases.get(group.key);
+    const health = this.parts.databaseHealth(group.db);
+    if (lease === undefined || health === undefined) return;
+    const report = encodeDatabaseReport({ node: this.node, fence: lease.fence, ...health });
+    await this.link.commands.set(this.keys.health(group.key), report, {
+      expiration: { type: "PX", value: 3 * this.parts.settings.leaseMs },
+    });
+  }
+
+  /** A follower takes the leaseholder's report of the group's database health (none: its poller probes). */
+  private async followHealth(group: TopicGroup): Promise<void> {
+    const text = await this.link.commands.get(this.keys.health(group.key));
+    if (text === null || this.leases.has(group.key)) return;
+    try {
+      const report = decodeDatabaseReport(text);
+      if (report.fence < (this.fences.get(group.key) ?? 0)) return; // from a lease since lost
+      this.parts.adoptHealth(group.db, report);
+    } catch (error) {
+      this.parts.logger.warn("cluster database report ignored", {
+        group: group.key,
+        error: (error as Error).message,
+      });
+    }
   }
 
   /** Gives a lease up (the group has no topic here any more, or the node stops). */
@@ -376,7 +425,7 @@ export class Cluster implements GroupPolling {
         }
       }
       if (this.leases.has(group.key)) await this.renew(group);
-      else if (own.length > 0) await this.acquire(group);
+      else if (own.length > 0 && !(await this.acquire(group))) await this.followHealth(group);
     }
     for (const group of [...this.leases.keys()]) {
       if (!present.has(group)) await this.releaseLease(group);

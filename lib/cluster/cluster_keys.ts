@@ -1,6 +1,7 @@
 /**
  * The Redis keys and channels of a cluster, all under its prefix, and the Lua scripts that
- * change a lease atomically (Redis runs them with `EVAL`, on the server). Pure.
+ * change a lease, or publish under one, atomically (Redis runs them with `EVAL`, on the server).
+ * Pure.
  *
  * | key / channel | type | what |
  * |---|---|---|
@@ -8,6 +9,7 @@
  * | `<p>fence:<db>/<handle>` | counter | incremented by each new lease: the fence, part of the topics' epoch |
  * | `<p>interest:<db>/<handle>` | sorted set | `[node, unit]` of every node's topics, scored by expiry (ms) |
  * | `<p>state:<db>/<handle>` | hash, PX | each topic's latest shared state (`shared_state.ts`) |
+ * | `<p>health:<db>/<handle>` | string, PX | the leaseholder's report of the group's database (`database_report.ts`) |
  * | `<p>nodes` | sorted set | the nodes, scored by expiry (ms) |
  * | `<p>topic:<db>/<handle>/<unit>` | channel | each change of a topic, as the leaseholder polled it |
  * | `<p>wake` | channel | "poll this group now" to its leaseholder (a new topic, a notify) |
@@ -36,6 +38,11 @@ export class ClusterKeys {
   /** The latest shared state of each topic of a group. */
   state(group: string): string {
     return `${this.prefix}state:${group}`;
+  }
+
+  /** The leaseholder's report of a group's database health. */
+  health(group: string): string {
+    return `${this.prefix}health:${group}`;
   }
 
   /** The live nodes. */
@@ -71,3 +78,18 @@ export const RELEASE_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0`;
+
+/**
+ * KEYS[1] lease, KEYS[2] state hash; ARGV[1] node, ARGV[2] the topic channels' prefix, then
+ * (topic key, state) pairs. While the lease is the node's, keeps each state in the hash and
+ * publishes it on its topic's channel, in order: the number of states published; 0 (nothing
+ * written) when the lease is not the node's, so that a node that lost its lease publishes nothing.
+ */
+export const PUBLISH_SCRIPT = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  redis.call('PUBLISH', ARGV[2] .. ARGV[i], ARGV[i + 1])
+end
+return (#ARGV - 2) / 2`;

@@ -13,7 +13,9 @@
  *
  * In a cluster, one node polls each group ({@link GroupPolling}): the poller skips the groups
  * polled elsewhere (their subscribers owed a snapshot are still served at each tick from the
- * state adopted from the polling node) and reports each topic whose state it advanced.
+ * state adopted from the polling node) and reports each topic whose state it advanced. A
+ * database whose groups are all polled elsewhere takes its health from the polling node's
+ * reports ({@link Poller.adoptHealth}) and is probed only while none arrive.
  */
 
 import { type Handle, HandleError, UnitFault } from "../handles/handle.ts";
@@ -45,8 +47,8 @@ export interface GroupPolling {
   pollsHere(group: { readonly key: string }): boolean;
   /** Asks the node that polls a group to poll it now; `false` when no other node can be asked. */
   wakeElsewhere(groupKey: string): boolean;
-  /** A topic's state advanced (or went stale) in this node's poll: shares it. */
-  published(topic: Topic): void;
+  /** The topics whose state advanced (or went stale) in one poll of a group here: shares them. */
+  published(group: TopicGroup, topics: readonly Topic[]): void;
 }
 
 /** A node on its own: it polls every group and shares nothing. */
@@ -94,6 +96,10 @@ export class Poller {
   private ticks = 0;
   private readonly groupStates = new Map<string, GroupState>();
   private readonly probing = new Set<string>();
+  /** Databases polled here at the last tick: their own polls tell their health. */
+  private polledHere = new Set<string>();
+  /** When another node last reported a database's health, ms since the epoch. */
+  private readonly reported = new Map<string, number>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly backoffs = new Map<string, RetryBackoff>();
@@ -141,6 +147,7 @@ export class Poller {
     this.sources.delete(code);
     this.health.delete(code);
     this.backoffs.delete(code);
+    this.reported.delete(code);
     return source;
   }
 
@@ -225,6 +232,19 @@ export class Poller {
     return this.polling.wakeElsewhere(groupKey);
   }
 
+  /**
+   * The health of a database this node does not poll, as the cluster node that polls its groups
+   * reports it. While reports keep coming (each at most three intervals after the one before),
+   * the database is not probed here; a database polled here keeps the health of its own polls.
+   */
+  adoptHealth(db: string, report: DatabaseHealth): void {
+    const health = this.health.get(db);
+    if (health === undefined || this.polledHere.has(db)) return;
+    this.reported.set(db, Date.now());
+    if (report.error !== undefined) this.recordFailure(db, report.error);
+    else if (report.lastGoodPoll > health.lastGoodPoll) this.recordSuccess(db, report.lastGoodPoll);
+  }
+
   /** One tick: poll every group with subscribers; probe databases that have none. */
   tick(): void {
     this.metrics.inc("gatecast_ticks_total");
@@ -240,7 +260,7 @@ export class Poller {
       const due = ticks % Math.max(1, Math.round(this.intervalOf(group) / this.tickMs)) === 0;
       if (!this.polling.pollsHere(group)) {
         // Polled elsewhere: its states arrive from that node; serve who waits for a snapshot.
-        // Its database is probed as one without topics, so that `/healthz` knows it here too.
+        // Its database's health comes from that node's reports, or from probes while none do.
         this.failingHandles.delete(group.key);
         if (due) { for (const topic of group.topics.values()) publishUnchanged(topic); }
         continue;
@@ -280,13 +300,25 @@ export class Poller {
       this.failingHandles.delete(key);
       this.logger.info("handle no longer polled", { db: failing.db, handle: failing.handle });
     }
-    // Databases without topics are probed at the configuration's interval.
+    this.polledHere = active;
+    // Databases without topics polled here are probed at the configuration's interval, unless
+    // the node that polls their groups reports their health.
     if (ticks % Math.max(1, Math.round(this.intervalMs / this.tickMs)) !== 0) return;
     for (const code of this.sources.keys()) {
-      if (!active.has(code) && !this.probing.has(code) && this.backoffs.get(code)!.ready(now)) {
-        this.track(this.probe(code));
+      if (active.has(code) || this.probing.has(code) || this.reportedSince(code, now - 3 * this.intervalMs)) {
+        continue;
       }
+      if (this.backoffs.get(code)!.ready(now)) this.track(this.probe(code));
     }
+  }
+
+  /** Whether another node reported a database's health after `since`. */
+  private reportedSince(code: string, since: number): boolean {
+    const at = this.reported.get(code);
+    if (at === undefined) return false;
+    if (at > since) return true;
+    this.reported.delete(code);
+    return false;
   }
 
   private stateOf(key: string): GroupState {
@@ -310,6 +342,7 @@ export class Poller {
     const labels = { db: group.db };
     const started = performance.now();
     const startedAt = Date.now();
+    const advanced = new Set<Topic>();
     try {
       const units = [...group.topics.keys()];
       const polls = await handle.fetch(source, units);
@@ -326,7 +359,7 @@ export class Poller {
         const topic = group.topics.get(unit);
         if (!topic) continue;
         if (!(poll instanceof UnitFault)) {
-          if (publishPoll(topic, poll, now)) this.polling.published(topic);
+          if (publishPoll(topic, poll, now)) advanced.add(topic);
           continue;
         }
         if (topic.feed.stale?.code !== poll.code) {
@@ -336,7 +369,7 @@ export class Poller {
             error: poll.message,
           });
         }
-        this.markStale(topic, poll.code, poll.message);
+        if (publishStale(topic, { code: poll.code, message: poll.message })) advanced.add(topic);
       }
     } catch (error) {
       let message = error instanceof Error ? error.message : String(error);
@@ -348,13 +381,18 @@ export class Poller {
         this.recordSuccess(group.db, Date.now());
         this.backoffs.get(group.db)?.succeeded();
         this.recordHandleFailure(group, message);
-        for (const topic of group.topics.values()) this.markStale(topic, HANDLE_FAILED, message);
+        for (const topic of group.topics.values()) {
+          if (publishStale(topic, { code: HANDLE_FAILED, message })) advanced.add(topic);
+        }
       } else {
         this.recordFailure(group.db, message);
         this.backoffs.get(group.db)?.failed(startedAt);
-        for (const topic of group.topics.values()) this.markStale(topic, SOURCE_UNAVAILABLE, message);
+        for (const topic of group.topics.values()) {
+          if (publishStale(topic, { code: SOURCE_UNAVAILABLE, message })) advanced.add(topic);
+        }
       }
     } finally {
+      if (advanced.size > 0) this.polling.published(group, [...advanced]);
       state.running = false;
       if (state.again) {
         state.again = false;
@@ -362,10 +400,6 @@ export class Poller {
         if (current) this.track(this.poll(current, state));
       }
     }
-  }
-
-  private markStale(topic: Topic, code: string, message: string): void {
-    if (publishStale(topic, { code, message })) this.polling.published(topic);
   }
 
   /** Checks a database no topic uses, so that `/healthz` knows whether it is reachable. */

@@ -1,12 +1,18 @@
 /**
  * A cluster's key names and its lease scripts (lib/cluster/cluster_keys.ts), run with EVAL
  * against a real Redis: a free lease is taken with the next fence, a held one is not, only its
- * holder renews or releases it.
+ * holder renews or releases it, and only its holder publishes states under it.
  */
 
 import assert from "node:assert/strict";
 import { createClient } from "redis";
-import { ACQUIRE_SCRIPT, ClusterKeys, RELEASE_SCRIPT, RENEW_SCRIPT } from "../../lib/cluster/cluster_keys.ts";
+import {
+  ACQUIRE_SCRIPT,
+  ClusterKeys,
+  PUBLISH_SCRIPT,
+  RELEASE_SCRIPT,
+  RENEW_SCRIPT,
+} from "../../lib/cluster/cluster_keys.ts";
 import { waitFor } from "../support/app.ts";
 import { testRedis, uniquePrefix } from "../support/redis.ts";
 
@@ -19,6 +25,7 @@ Deno.test("every key and channel of a cluster lies under its prefix", () => {
   assert.equal(keys.fence(GROUP), "gatecast:fence:plant1/real");
   assert.equal(keys.interest(GROUP), "gatecast:interest:plant1/real");
   assert.equal(keys.state(GROUP), "gatecast:state:plant1/real");
+  assert.equal(keys.health(GROUP), "gatecast:health:plant1/real");
   assert.equal(keys.nodes, "gatecast:nodes");
   assert.equal(keys.topic("plant1/real/12"), "gatecast:topic:plant1/real/12");
   assert.equal(keys.wake, "gatecast:wake");
@@ -36,13 +43,17 @@ async function leases() {
   const run = async (words: string[]) => Number(await client.sendCommand(["EVAL", ...words]));
   return {
     client,
+    keys,
     lease,
     fence,
     acquire: (node: string, ms: number) => run([ACQUIRE_SCRIPT, "2", lease, fence, node, String(ms)]),
     renew: (node: string, ms: number) => run([RENEW_SCRIPT, "1", lease, node, String(ms)]),
     release: (node: string) => run([RELEASE_SCRIPT, "1", lease, node]),
+    /** Publishes (topic key, state) pairs under the lease as `node`. */
+    publish: (node: string, states: [string, string][]) =>
+      run([PUBLISH_SCRIPT, "2", lease, keys.state(GROUP), node, keys.topic(""), ...states.flat()]),
     async close() {
-      await client.del([lease, fence]);
+      await client.del([lease, fence, keys.state(GROUP)]);
       client.destroy();
       assert.deepEqual(errors, []);
     },
@@ -101,6 +112,51 @@ Deno.test("RELEASE deletes the lease only for its holder", async () => {
     // Released, the lease is free at once, with the next fence.
     assert.equal(await t.acquire("node-b", 60_000), 2);
   } finally {
+    await t.close();
+  }
+});
+
+Deno.test("PUBLISH keeps and publishes each state in order for the leaseholder only; another node's writes nothing", async () => {
+  const t = await leases();
+  const listener = t.client.duplicate();
+  listener.on("error", () => {});
+  await listener.connect();
+  const heard: [string, string][] = [];
+  try {
+    await listener.pSubscribe(t.keys.topic("*"), (message: string, channel: string) => {
+      heard.push([channel, message]);
+    });
+    assert.equal(await t.acquire("node-a", 60_000), 1);
+    const states: [string, string][] = [["plant1/real/1", "s1"], ["plant1/real/2", "s2"], [
+      "plant1/real/1",
+      "s3",
+    ]];
+    assert.equal(await t.publish("node-a", states), 3);
+    await waitFor("the three messages", () => heard.length === 3, 2000);
+    assert.deepEqual(heard, [
+      [t.keys.topic("plant1/real/1"), "s1"],
+      [t.keys.topic("plant1/real/2"), "s2"],
+      [t.keys.topic("plant1/real/1"), "s3"],
+    ]);
+    assert.deepEqual(await t.client.hGetAll(t.keys.state(GROUP)), {
+      "plant1/real/1": "s3",
+      "plant1/real/2": "s2",
+    });
+    // A node that is not (or no longer) the leaseholder publishes nothing and keeps nothing.
+    assert.equal(await t.publish("node-b", [["plant1/real/3", "from b"]]), 0);
+    assert.equal(await t.publish("node-a", []), 0, "an empty batch publishes nothing");
+    await t.release("node-a");
+    assert.equal(await t.publish("node-a", [["plant1/real/2", "late"]]), 0);
+    // A message published after the refused ones arrives: nothing else came before it.
+    await t.client.publish(t.keys.topic("plant1/real/9"), "marker");
+    await waitFor("the marker", () => heard.length === 4, 2000);
+    assert.deepEqual(heard[3], [t.keys.topic("plant1/real/9"), "marker"]);
+    assert.deepEqual(await t.client.hGetAll(t.keys.state(GROUP)), {
+      "plant1/real/1": "s3",
+      "plant1/real/2": "s2",
+    });
+  } finally {
+    listener.destroy();
     await t.close();
   }
 });

@@ -159,8 +159,27 @@ Deno.test("two clients on different nodes get the same seq and epoch for the sam
     assert.ok(await metric(other, "gatecast_cluster_messages_received_total") >= 1);
     const [healthA, healthB] = await Promise.all(nodes.map(health));
     assert.deepEqual([healthA.cluster.redis, healthB.cluster.redis], ["up", "up"]);
-    assert.deepEqual([healthA.cluster.peers, healthB.cluster.peers], [1, 1]);
     assert.deepEqual([healthA.status, healthB.status], ["ok", "ok"]);
+    // The follower sends the database nothing at all, not even a health probe: its /healthz
+    // takes the leaseholder's report (it probed only before it followed the group).
+    await waitFor("the follower to stop querying the database", async () => {
+      const before = await metric(other, "gatecast_db_queries_total");
+      const polls = await metric(holder, "gatecast_poll_duration_seconds_count");
+      await waitFor(
+        "three polls of the leaseholder",
+        async () => await metric(holder, "gatecast_poll_duration_seconds_count") >= polls + 3,
+      );
+      return await metric(other, "gatecast_db_queries_total") === before;
+    }, 10_000);
+    const followed = (await health(other)).databases.plant1;
+    assert.equal(followed.healthy, true);
+    assert.ok(Date.parse(followed.lastGoodPoll) > Date.now() - 3 * POLL_MS);
+    // `peers` is what Redis told at a node's last beat: a node that beat just before its peer's
+    // first beat sees it at the next one (a beat is at most a poll interval).
+    await waitFor("each node to count the other as its peer", async () => {
+      const reports = await Promise.all(nodes.map(health));
+      return reports.every((report) => report.cluster.peers === 1);
+    }, 5 * POLL_MS);
   } finally {
     for (const client of clients) client.close();
     await stopAll(nodes);

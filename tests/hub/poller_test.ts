@@ -679,7 +679,7 @@ Deno.test("one of several databases with a wrong password: only its topics are s
 
 import { type AdoptedState, publishAdopted } from "../../lib/hub/fanout.ts";
 import type { GroupPolling } from "../../lib/hub/poller.ts";
-import type { Topic } from "../../lib/hub/registry.ts";
+import type { Topic, TopicGroup } from "../../lib/hub/registry.ts";
 
 /** A cluster's answers for the poller: the groups it polls, and what it was asked and told. */
 class RecordingPolling implements GroupPolling {
@@ -691,6 +691,8 @@ class RecordingPolling implements GroupPolling {
   readonly woken: string[] = [];
   /** Topic keys shared after each poll, in order. */
   readonly shared: string[] = [];
+  /** How many topics each call shared: one call per poll. */
+  readonly polls: number[] = [];
 
   pollsHere(group: { readonly key: string }): boolean {
     return this.here.has(group.key);
@@ -701,8 +703,12 @@ class RecordingPolling implements GroupPolling {
     return this.canWake;
   }
 
-  published(topic: Topic): void {
-    this.shared.push(topic.name.key);
+  published(group: TopicGroup, topics: readonly Topic[]): void {
+    for (const topic of topics) {
+      assert.equal(group.topics.get(topic.name.unit), topic, "a topic of the group polled");
+      this.shared.push(topic.name.key);
+    }
+    this.polls.push(topics.length);
   }
 }
 
@@ -750,7 +756,7 @@ async function polledElsewhere(unit: number): Promise<AdoptedState> {
   }
 }
 
-Deno.test("a group polled elsewhere runs no query at the tick; only its database is probed", async () => {
+Deno.test("a group polled elsewhere runs no query at the tick; its database is probed until a report comes", async () => {
   const t = clusterSetup();
   try {
     const peer = t.subscribe("a/real/1");
@@ -761,6 +767,56 @@ Deno.test("a group polled elsewhere runs no query at the tick; only its database
     assert.deepEqual(peer.sent, []);
     assert.deepEqual(t.polling.shared, []);
     assert.deepEqual(t.polling.woken, []);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("a database whose groups are polled elsewhere takes the polling node's reports and is not probed", async () => {
+  const t = clusterSetup({ intervalMs: 50 });
+  try {
+    t.subscribe("a/real/1");
+    t.poller.adoptHealth("a", { lastGoodPoll: 1_000, error: undefined });
+    assert.deepEqual(t.poller.health.get("a"), { lastGoodPoll: 1_000, error: undefined });
+    t.poller.tick();
+    await t.poller.stop();
+    assert.deepEqual(t.source.sql, [], "no probe while the polling node reports");
+    // The polling node finds the database failing: so does this node's /healthz, still without a query.
+    t.poller.adoptHealth("a", { lastGoodPoll: 1_000, error: "database 'a' is unavailable: ECONNREFUSED" });
+    assert.deepEqual(t.poller.health.get("a"), {
+      lastGoodPoll: 1_000,
+      error: "database 'a' is unavailable: ECONNREFUSED",
+    });
+    const recovered = Date.now();
+    t.poller.adoptHealth("a", { lastGoodPoll: recovered, error: undefined });
+    assert.deepEqual(t.poller.health.get("a"), { lastGoodPoll: recovered, error: undefined });
+    // An older report does not move the last good poll back.
+    t.poller.adoptHealth("a", { lastGoodPoll: 5, error: undefined });
+    assert.equal(t.poller.health.get("a")!.lastGoodPoll, recovered);
+    assert.deepEqual(t.source.sql, []);
+    // Reports stop coming (the leaseholder is gone): after three intervals the database is probed again.
+    await waitFor("a probe once the reports stopped", async () => {
+      t.poller.tick();
+      await t.poller.stop();
+      return t.source.sql.length > 0;
+    }, 2000);
+    assert.deepEqual(t.source.sql, ["SELECT 1"]);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+Deno.test("a database polled here keeps the health of its own polls: another node's report is ignored", async () => {
+  const t = clusterSetup();
+  try {
+    t.polling.here.add("a/real");
+    t.subscribe("a/real/1");
+    t.poller.tick();
+    await t.poller.stop();
+    const own = t.poller.health.get("a")!.lastGoodPoll;
+    assert.ok(own > 0);
+    t.poller.adoptHealth("a", { lastGoodPoll: own + 60_000, error: "from elsewhere" });
+    assert.deepEqual(t.poller.health.get("a"), { lastGoodPoll: own, error: undefined });
   } finally {
     await t.cleanup();
   }
@@ -852,9 +908,11 @@ Deno.test("a group polled here is shared once per poll that changed a topic, and
     t.poller.tick();
     await t.poller.stop();
     assert.deepEqual([...t.polling.shared].sort(), ["a/real/1", "a/real/3"]);
+    assert.deepEqual(t.polling.polls, [2], "one call for the whole poll");
     t.poller.tick();
     await t.poller.stop();
     assert.equal(t.polling.shared.length, 2, "an unchanged poll shares nothing");
+    assert.deepEqual(t.polling.polls, [2]);
     t.source.exec("UPDATE device_data_real SET ia = 12.5 WHERE equip_address = 'GW-301'");
     t.poller.tick();
     await t.poller.stop();
