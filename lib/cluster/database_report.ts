@@ -7,6 +7,7 @@
  */
 
 import type { DatabaseHealth } from "../hub/poller.ts";
+import { readVersioned } from "./versioned_json.ts";
 
 /** The version of the report's format; a report of another version is refused. */
 export const DATABASE_REPORT_VERSION = 1;
@@ -42,21 +43,12 @@ export function encodeDatabaseReport(report: DatabaseReport): string {
  *   or of the wrong type.
  */
 export function decodeDatabaseReport(text: string): DatabaseReport {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    throw new DatabaseReportError("database report is not JSON");
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new DatabaseReportError("database report is not an object");
-  }
-  const message = raw as Record<string, unknown>;
-  if (message.v !== DATABASE_REPORT_VERSION) {
-    throw new DatabaseReportError(
-      `database report of version ${JSON.stringify(message.v)}; this node reads ${DATABASE_REPORT_VERSION}`,
-    );
-  }
+  const message = readVersioned(
+    text,
+    "database report",
+    DATABASE_REPORT_VERSION,
+    (text) => new DatabaseReportError(text),
+  );
   const { node, fence, lastGoodPoll, error } = message;
   if (typeof node !== "string") throw new DatabaseReportError("database report: node must be a string");
   if (!Number.isSafeInteger(fence)) {

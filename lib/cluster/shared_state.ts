@@ -12,6 +12,7 @@
 import { type Cell, LayoutError, layoutOf, rowKey, type RowSet, type Scalar } from "../handles/rows.ts";
 import type { Stale } from "../hub/fanout.ts";
 import type { Topic } from "../hub/registry.ts";
+import { readVersioned } from "./versioned_json.ts";
 
 /** The version of the message format; a message of another version is refused. */
 export const SHARED_STATE_VERSION = 1;
@@ -90,20 +91,12 @@ export function encodeState(topic: Topic, node: string, fence: number): string {
  *   version, or with a field missing or of the wrong type.
  */
 export function decodeState(text: string): SharedState {
-  let message: Record<string, unknown>;
-  try {
-    message = JSON.parse(text);
-  } catch {
-    throw new SharedStateError("shared state is not JSON");
-  }
-  if (typeof message !== "object" || message === null) {
-    throw new SharedStateError("shared state is not an object");
-  }
-  if (message.v !== SHARED_STATE_VERSION) {
-    throw new SharedStateError(
-      `shared state of version ${JSON.stringify(message.v)}; this node reads ${SHARED_STATE_VERSION}`,
-    );
-  }
+  const message = readVersioned(
+    text,
+    "shared state",
+    SHARED_STATE_VERSION,
+    (text) => new SharedStateError(text),
+  );
   const head = {
     topic: field(message, "topic", "string"),
     node: field(message, "node", "string"),

@@ -241,8 +241,12 @@ export class Poller {
     const health = this.health.get(db);
     if (health === undefined || this.polledHere.has(db)) return;
     this.reported.set(db, Date.now());
-    if (report.error !== undefined) this.recordFailure(db, report.error);
-    else if (report.lastGoodPoll > health.lastGoodPoll) this.recordSuccess(db, report.lastGoodPoll);
+    const lastGoodPoll = Math.max(health.lastGoodPoll, report.lastGoodPoll);
+    if (report.error === undefined) this.recordSuccess(db, lastGoodPoll);
+    else {
+      this.recordFailure(db, report.error);
+      health.lastGoodPoll = lastGoodPoll;
+    }
   }
 
   /** One tick: poll every group with subscribers; probe databases that have none. */

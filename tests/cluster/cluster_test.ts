@@ -9,6 +9,7 @@ import { createTestDatabase, type TestDatabase } from "../support/mysql.ts";
 import { type GatecastProcess, startGatecastWithConfig } from "../support/process.ts";
 import { startThrowawayRedis, testRedis, uniquePrefix } from "../support/redis.ts";
 import { waitFor } from "../support/app.ts";
+import { PUBLISH_BATCH } from "../../lib/cluster/cluster.ts";
 import { type Frame, TestClient } from "../support/ws_client.ts";
 
 const TOPIC = "plant1/real/1";
@@ -380,6 +381,56 @@ Deno.test("SIGHUP removing a database on its leaseholder: that node's clients ar
     await untilValue(clients.get(other)!, 12);
   } finally {
     for (const client of clients.values()) client.close();
+    await stopAll(nodes);
+    await db.drop();
+  }
+});
+
+Deno.test("a poll that changes more topics than one publish script takes reaches the followers whole, in several scripts", async () => {
+  const units = PUBLISH_BATCH + 44;
+  const db = await createTestDatabase();
+  await db.addPoints(
+    Array.from({ length: units }, (_, i) => ({ unit: i + 1, code: "ua", address: `GW${i + 1}` })),
+  );
+  await db.query(
+    `INSERT INTO device_data_real (equip_address, ua) VALUES ${
+      Array.from({ length: units }, () => "(?, 1)").join(", ")
+    }`,
+    Array.from({ length: units }, (_, i) => `GW${i + 1}`),
+  );
+  const redis = await testRedis();
+  const nodes = await startNodes(db, redis.url, ["a", "b"]);
+  const topics = Array.from({ length: units }, (_, i) => `plant1/real/${i + 1}`);
+  const clients: TestClient[] = [];
+  /** A client of a node holding every topic, once it has every snapshot. */
+  const holdingAll = async (node: GatecastProcess) => {
+    const client = await TestClient.open(`ws://127.0.0.1:${node.port}/ws`, "gatecast.v1");
+    clients.push(client);
+    client.send({ type: "subscribe", id: 1, topics });
+    const snapshots = new Set<string>();
+    while (snapshots.size < units) {
+      const frame = await client.next();
+      if (frame.type === "snapshot") snapshots.add(frame.topic);
+      else assert.equal(frame.type, "subscribed", JSON.stringify(frame));
+    }
+    return client;
+  };
+  try {
+    await holdingAll(nodes[0]);
+    const holder = await leaseholder(nodes);
+    const follower = await holdingAll(nodes.find((node) => node !== holder)!);
+    const sentBefore = await metric(holder, "gatecast_cluster_messages_sent_total");
+    await db.query("UPDATE device_data_real SET ua = 2"); // one statement: one poll sees every change
+    const updated = new Set<string>();
+    while (updated.size < units) {
+      const frame = await follower.next();
+      assert.equal(frame.type, "update", JSON.stringify(frame));
+      assert.equal(uaOf(frame), 2);
+      updated.add(frame.topic);
+    }
+    assert.equal(await metric(holder, "gatecast_cluster_messages_sent_total") - sentBefore, units);
+  } finally {
+    for (const client of clients) client.close();
     await stopAll(nodes);
     await db.drop();
   }

@@ -165,6 +165,7 @@ Deno.test("a message that is not JSON is refused", () => {
 Deno.test("a message that is JSON but not an object is refused", () => {
   refused("null", "shared state is not an object");
   refused("42", "shared state is not an object");
+  refused("[1]", "shared state is not an object");
 });
 
 Deno.test("a message of another version is refused, naming both versions", () => {

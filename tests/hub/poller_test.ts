@@ -787,6 +787,15 @@ Deno.test("a database whose groups are polled elsewhere takes the polling node's
       lastGoodPoll: 1_000,
       error: "database 'a' is unavailable: ECONNREFUSED",
     });
+    // A report without an error clears the error, even when the database answered nothing newer.
+    t.poller.adoptHealth("a", { lastGoodPoll: 1_000, error: undefined });
+    assert.deepEqual(t.poller.health.get("a"), { lastGoodPoll: 1_000, error: undefined });
+    // A failing report with a newer last good poll moves it on as well.
+    t.poller.adoptHealth("a", { lastGoodPoll: 2_000, error: "database 'a' is unavailable: ECONNREFUSED" });
+    assert.deepEqual(t.poller.health.get("a"), {
+      lastGoodPoll: 2_000,
+      error: "database 'a' is unavailable: ECONNREFUSED",
+    });
     const recovered = Date.now();
     t.poller.adoptHealth("a", { lastGoodPoll: recovered, error: undefined });
     assert.deepEqual(t.poller.health.get("a"), { lastGoodPoll: recovered, error: undefined });
