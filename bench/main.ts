@@ -28,6 +28,7 @@ import { type BenchPlant, CODES_PER_DEVICE, createBenchPlant } from "./plant.ts"
 import { createRowPlant, siteName, TANK_COLUMNS, TANKS_SQL } from "./row_plant.ts";
 import { cpuMicros, machineCpuTicks, rssBytes, rssOverWindow } from "./process_stats.ts";
 import {
+  gatecastFlags,
   LoadProcess,
   type ServerProcess,
   startCeiling,
@@ -81,9 +82,6 @@ const QUICK: typeof FULL = {
   latency: { changes: 200, idleSeconds: 5 },
   cluster: CLUSTER_QUICK,
 };
-
-/** Extra `deno run` flags for gatecast (`--profile <dir>` adds `--cpu-prof`). */
-const gatecastFlags: string[] = [];
 
 /** Tiny sizes that only prove the harness works (`--smoke`, used by tests/bench_test.ts). */
 const SMOKE: typeof FULL = {
@@ -314,7 +312,7 @@ async function fanout(db: ServerInfo, sizes: typeof FULL.fanout) {
     await plant.fill(topics, devices);
     const port = freePort();
     const config = await writeConfig(plant, port, intervalMs);
-    const gatecast = await run(() => startGatecast(config, port, gatecastFlags), plant);
+    const gatecast = await run(() => startGatecast(config, port), plant);
     const ceilingPort = freePort();
     const ceiling = await run(() => startCeiling(ceilingPort, devices, intervalMs));
     return {
@@ -382,7 +380,7 @@ async function crowd(db: ServerInfo, sizes: typeof FULL.crowd) {
   try {
     await plant.fill(topics, devicesFor(bytes));
     const port = freePort();
-    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port, gatecastFlags);
+    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port);
     try {
       return await withLoaders(async (loaders) => {
         await delay(1000);
@@ -445,7 +443,7 @@ async function database(db: ServerInfo, sizes: typeof FULL.db) {
   try {
     await plant.fill(Math.max(...units), devices);
     const port = freePort();
-    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port, gatecastFlags);
+    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port);
     const stopDriver = plant.drive(1, intervalMs);
     try {
       const results = [];
@@ -503,7 +501,7 @@ async function deltas(db: ServerInfo, sizes: typeof FULL.deltas) {
   try {
     await plant.fill(1, devices);
     const port = freePort();
-    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port, gatecastFlags);
+    const server = await startGatecast(await writeConfig(plant, port, intervalMs), port);
     try {
       const socket = new WebSocket(`ws://127.0.0.1:${port}/ws`, "gatecast.v1");
       const frames: string[] = [];
@@ -597,7 +595,7 @@ async function customHandle(db: ServerInfo, sizes: typeof FULL.rows) {
     const port = freePort();
     const handles = { tanks: { sql: TANKS_SQL, unit: "site", unitType: "string", key: ["tank_id"] } };
     const config = await writeConfig(plant, port, intervalMs, { handles });
-    const server = await startGatecast(config, port, gatecastFlags);
+    const server = await startGatecast(config, port);
     try {
       return await withLoaders(async (loaders) => {
         const topics = Array.from({ length: units }, (_, i) => `bench/tanks/${siteName(i + 1)}`);

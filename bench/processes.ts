@@ -106,10 +106,25 @@ function serverProcess(child: Deno.ChildProcess, port: number): ServerProcess {
   };
 }
 
+/**
+ * Extra `deno run` flags for every gatecast the benchmark starts, cluster nodes included
+ * (bench/main.ts: `--profile <dir>` adds `--cpu-prof`).
+ */
+export const gatecastFlags: string[] = [];
+
 /** Starts gatecast as the real program, `main.ts --config <file>`, and waits until it listens. */
-export async function startGatecast(configPath: string, port: number, extraFlags: string[] = []) {
+export async function startGatecast(configPath: string, port: number) {
   const child = spawnDeno(
-    ["run", "--allow-net", "--allow-read", "--allow-env", ...extraFlags, "main.ts", "--config", configPath],
+    [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-env",
+      ...gatecastFlags,
+      "main.ts",
+      "--config",
+      configPath,
+    ],
     "null",
     "null",
   );

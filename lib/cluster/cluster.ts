@@ -6,17 +6,26 @@
  * - One node per group holds a lease (`SET NX PX`, renewed by a Lua script); taking it increments
  *   the group's fence, and the fence becomes part of the group's topics' `epoch`. The leaseholder
  *   polls the union of every node's units (it holds the other nodes' topics in its registry), and
- *   after each poll publishes each changed topic's state on the topic's channel and keeps it in
- *   the group's state hash, in one script that Redis runs only while the lease is still this
- *   node's (a node that lost its lease publishes nothing).
- * - The other nodes follow: they listen to the channels of their own topics, take each state
- *   ({@link publishAdopted}) and answer a new subscriber from the state hash, with no query.
- *   States from a node whose fence is lower than one seen (a lease since lost) are ignored.
- *   At each beat the leaseholder also reports the group's database health
- *   (`database_report.ts`) and each follower hands it to its poller, so that no node but the
- *   leaseholder sends the database anything, not even a health probe.
+ *   after each poll keeps each changed topic's whole state in the group's state hash and
+ *   publishes the changes (varying cells alone when nothing else changed, `shared_state.ts`) in
+ *   one message on the group's states channel, in one script that Redis runs only while the
+ *   lease is still this node's (a node that lost its lease publishes nothing).
+ * - The other nodes follow: they listen to the states channels of the groups of their own
+ *   topics, take the change of each topic they hold ({@link publishAdopted}; a change that does
+ *   not follow the state held is read whole from the hash) and answer a new subscriber from the
+ *   state hash, with no query. States from a node whose fence is lower than
+ *   one seen (a lease since lost) are ignored. One message a poll, whatever the number of topics
+ *   that changed: a Redis message costs a node about as much as the few frames it feeds
+ *   (bench/README.md), so messages are few and states many.
+ * - Two cadences. Each beat (at most a poll interval) the leaseholder reports the group's
+ *   database health (`database_report.ts`) and each follower hands it to its poller, so that no
+ *   node but the leaseholder sends the database anything, not even a health probe; a node
+ *   without the lease tries to take it. Each refresh (a third of the lease, or each beat when
+ *   that is longer) a node renews its leases, registers its node and interest again and reads
+ *   the interest of the groups it leads: the work that grows with topics runs three times a
+ *   lease, not every tick.
  * - A leaseholder killed: its lease expires and a node with topics in the group takes it at its
- *   next beat (every third of the lease, at most a poll interval).
+ *   next beat (at most a poll interval).
  * - Redis lost: every node polls its own topics as a single node does (new local epochs: their
  *   clients get a fresh snapshot), and joins again when Redis is back. Redis is an optimization,
  *   never a single point of failure.
@@ -37,7 +46,14 @@ import type { Metrics } from "../ops/metrics.ts";
 import { ACQUIRE_SCRIPT, ClusterKeys, PUBLISH_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT } from "./cluster_keys.ts";
 import { decodeDatabaseReport, encodeDatabaseReport } from "./database_report.ts";
 import { RedisLink } from "./redis_link.ts";
-import { decodeState, encodeState, type SharedState } from "./shared_state.ts";
+import {
+  decodeState,
+  encodeChange,
+  encodeState,
+  readStateBatch,
+  type SharedState,
+  withValues,
+} from "./shared_state.ts";
 
 /** Shortest time between two beats, ms. */
 export const MIN_BEAT_MS = 100;
@@ -102,9 +118,14 @@ export class Cluster implements GroupPolling {
   private readonly leases = new Map<string, Lease>();
   /** The highest fence seen per group: states with a lower one are from a lease since lost. */
   private readonly fences = new Map<string, number>();
-  /** Topics whose channel this node listens to. */
+  /** Topics whose whole state is being read from the hash ({@link catchUp}). */
+  private readonly catchingUp = new Set<string>();
+  /** Groups whose states channel this node listens to. */
   private readonly listening = new Set<string>();
   private readonly beatMs: number;
+  private readonly refreshMs: number;
+  /** When the next beat refreshes (renews, registers, reads interest), ms since the epoch. */
+  private nextRefresh = 0;
   private timer: ReturnType<typeof setInterval> | undefined;
   private beating: Promise<void> | undefined;
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -118,6 +139,7 @@ export class Cluster implements GroupPolling {
     this.node = settings.node ?? `gatecast-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
     this.keys = new ClusterKeys(settings.prefix);
     this.beatMs = Math.max(MIN_BEAT_MS, Math.min(settings.leaseMs / 3, parts.pollIntervalMs));
+    this.refreshMs = Math.max(this.beatMs, settings.leaseMs / 3);
     this.link = new RedisLink(settings, parts.logger, (up) => this.linkChanged(up));
     metrics.gauge("gatecast_cluster_redis_up", () => this.link.up ? 1 : 0);
     metrics.gauge("gatecast_cluster_leases", () => this.leases.size);
@@ -175,22 +197,29 @@ export class Cluster implements GroupPolling {
 
   /**
    * Shares the new states of one poll, when this node holds the group's lease: one script per
-   * {@link PUBLISH_BATCH} topics keeps each state in the group's state hash and publishes it on
-   * its topic's channel, on the server and only while the lease is still this node's.
+   * {@link PUBLISH_BATCH} topics keeps each whole state in the group's state hash and publishes
+   * the changes in one message on the group's states channel, on the server and only while the
+   * lease is still this node's.
    */
   published(group: TopicGroup, topics: readonly Topic[]): void {
     const lease = this.leases.get(group.key);
     if (lease === undefined || !this.link.up) return;
     const keys = [this.keys.lease(group.key), this.keys.state(group.key)];
     for (let start = 0; start < topics.length; start += PUBLISH_BATCH) {
-      const args = [this.node, this.keys.topic("")];
+      const args = [this.node, this.keys.states(group.key)];
       for (const topic of topics.slice(start, start + PUBLISH_BATCH)) {
-        args.push(topic.name.key, encodeState(topic, this.node, lease.fence));
+        args.push(
+          topic.name.key,
+          encodeState(topic, this.node, lease.fence),
+          encodeChange(topic, this.node, lease.fence),
+        );
       }
       this.track(
         this.runScript(PUBLISH_SCRIPT, keys, args).then((sent) => {
           // 0: the lease is another node's by now; the next renewal finds it lost.
-          this.parts.metrics.inc("gatecast_cluster_messages_sent_total", {}, sent);
+          if (sent === 0) return;
+          this.parts.metrics.inc("gatecast_cluster_messages_sent_total");
+          this.parts.metrics.inc("gatecast_cluster_states_sent_total", {}, sent);
         }),
       );
     }
@@ -210,15 +239,15 @@ export class Cluster implements GroupPolling {
     }
   }
 
-  /** A topic was forgotten here: no more interest, no more listening, no more shared state. */
+  /** A topic was forgotten here: no more interest, no more shared state; its group's last, no more listening. */
   topicRemoved(topic: Topic): void {
     const group = groupKey(topic.name);
     if (!this.link.up) return; // its interest expires; the beat stops listening once Redis is back
     const commands = this.link.commands;
     this.track(commands.zRem(this.keys.interest(group), this.member(topic.name.unit)));
     if (this.leases.has(group)) this.track(commands.hDel(this.keys.state(group), topic.name.key));
-    if (this.listening.delete(topic.name.key)) {
-      this.track(this.link.unsubscribe(this.keys.topic(topic.name.key)));
+    if (this.parts.registry.group(group) === undefined && this.listening.delete(group)) {
+      this.track(this.link.unsubscribe(this.keys.states(group)));
     }
   }
 
@@ -230,24 +259,41 @@ export class Cluster implements GroupPolling {
       score: this.expiry(),
       value: this.member(topic.name.unit),
     });
-    await this.listen(topic);
+    await this.listen(group.key);
     if (this.leases.has(group.key)) return;
     if (await this.acquire(group)) return;
     await this.resync(group.key, [topic]);
     this.sendWake(group.key, "interest");
   }
 
-  /** Listens to a topic's channel (once). */
-  private async listen(topic: Topic): Promise<void> {
-    const key = topic.name.key;
-    if (this.listening.has(key)) return;
-    this.listening.add(key);
+  /** Listens to a group's states channel (once). */
+  private async listen(group: string): Promise<void> {
+    if (this.listening.has(group)) return;
+    this.listening.add(group);
     try {
-      await this.link.subscribe(this.keys.topic(key), (text) => this.received(key, text));
+      await this.link.subscribe(this.keys.states(group), (text) => this.receivedBatch(group, text));
     } catch (error) {
-      this.listening.delete(key); // the next beat tries again
+      this.listening.delete(group); // the next beat tries again
       throw error;
     }
+  }
+
+  /**
+   * One poll's states of a group, as its leaseholder published them. The leaseholder hears its
+   * own message and stops here; a follower reads each topic key and decodes the states of the
+   * topics it holds only.
+   */
+  private receivedBatch(group: string, text: string): void {
+    if (!this.link.up || this.leases.has(group)) return;
+    this.parts.metrics.inc("gatecast_cluster_messages_received_total");
+    let states: [string, string][];
+    try {
+      states = readStateBatch(text);
+    } catch (error) {
+      this.parts.logger.warn("cluster message ignored", { group, error: (error as Error).message });
+      return;
+    }
+    for (const [key, state] of states) this.received(key, state);
   }
 
   /** Takes each topic's latest state from the group's state hash (a new follower, a reconnect). */
@@ -261,16 +307,16 @@ export class Cluster implements GroupPolling {
   }
 
   /**
-   * A state of a topic published by the node that polls its group. What can be decided without
-   * reading the message is decided first: a topic gone here, or polled here (the leaseholder
-   * hears its own publishes), costs no decode.
+   * A state of a topic shared by the node that polls its group (from a batch, or the state
+   * hash). What can be decided without reading the state is decided first: a topic not held
+   * here, or polled here, costs no decode.
    */
   private received(key: string, text: string): void {
     const topic = this.parts.registry.topic(key);
     if (topic === undefined || !this.link.up) return;
     const group = groupKey(topic.name);
     if (this.leases.has(group)) return; // this node polls it
-    this.parts.metrics.inc("gatecast_cluster_messages_received_total");
+    this.parts.metrics.inc("gatecast_cluster_states_received_total");
     let state: SharedState;
     try {
       state = decodeState(text);
@@ -282,7 +328,43 @@ export class Cluster implements GroupPolling {
     if (state.fence < (this.fences.get(group) ?? 0)) return; // from a lease since lost
     this.fences.set(group, state.fence);
     if (state.stale !== undefined) publishStale(topic, state.stale, state.epoch);
+    else if (state.values !== undefined) this.receivedValues(topic, group, state);
     else publishAdopted(topic, { rows: state.rows!, seq: state.seq, epoch: state.epoch, ts: state.ts });
+  }
+
+  /**
+   * A change of varying cells only: applied to the state held when that is the one before it,
+   * else (a state missed, another epoch) the whole state is read from the group's state hash.
+   * One already held is ignored.
+   */
+  private receivedValues(topic: Topic, group: string, state: SharedState): void {
+    const feed = topic.feed;
+    const sameEpoch = state.epoch === feed.epoch && !feed.restartPending;
+    if (sameEpoch && feed.rows !== undefined && state.seq <= feed.seq) return;
+    if (!sameEpoch || feed.needsSnapshot || state.seq !== feed.seq + 1) {
+      this.catchUp(group, topic);
+      return;
+    }
+    let rows;
+    try {
+      rows = withValues(feed.rows!, state.values!);
+    } catch (error) {
+      this.parts.logger.warn("cluster message ignored", {
+        topic: state.topic,
+        error: (error as Error).message,
+      });
+      this.catchUp(group, topic);
+      return;
+    }
+    publishAdopted(topic, { rows, seq: state.seq, epoch: state.epoch, ts: state.ts });
+  }
+
+  /** Reads a topic's whole state from the hash, once at a time however many changes it missed. */
+  private catchUp(group: string, topic: Topic): void {
+    const key = topic.name.key;
+    if (this.catchingUp.has(key)) return;
+    this.catchingUp.add(key);
+    this.track(this.resync(group, [topic]).finally(() => this.catchingUp.delete(key)));
   }
 
   // --- Leases ---
@@ -389,7 +471,10 @@ export class Cluster implements GroupPolling {
 
   // --- The beat ---
 
-  /** Every beat: refresh interest and the node's entry, renew or take leases, give up empty ones. */
+  /**
+   * Every beat: report or follow each group's database health, take free leases, give up empty
+   * ones; every refresh also: register the node and its interest, renew leases, read interest.
+   */
   private beat(): void {
     if (this.beating !== undefined || !this.link.up || this.stopped) return;
     this.beating = this.beatOnce().catch((error) => {
@@ -399,42 +484,56 @@ export class Cluster implements GroupPolling {
   }
 
   private async beatOnce(): Promise<void> {
-    const commands = this.link.commands;
     const now = Date.now();
-    await commands.zAdd(this.keys.nodes, { score: this.expiry(), value: this.node });
-    await commands.pExpire(this.keys.nodes, 3 * this.parts.settings.leaseMs);
-    await commands.zRemRangeByScore(this.keys.nodes, "-inf", now);
-    this.peers = Math.max(0, (await commands.zCard(this.keys.nodes)) - 1);
+    // A beat that fails (Redis away mid-beat) leaves the refresh to the next one.
+    const refresh = now >= this.nextRefresh;
+    if (refresh) await this.register(now);
     const present = new Set<string>();
     for (const group of [...this.parts.registry.groups()]) {
       if (!this.parts.knows(group.db)) continue;
       present.add(group.key);
       const own = [...group.topics.values()].filter((topic) => topic.subscriptions.size > 0);
       if (own.length > 0) {
-        await commands.zAdd(
-          this.keys.interest(group.key),
-          own.map((topic) => ({ score: this.expiry(), value: this.member(topic.name.unit) })),
-        );
-        // A group no node holds any more leaves nothing behind.
-        await commands.pExpire(this.keys.interest(group.key), 3 * this.parts.settings.leaseMs);
-        for (const topic of own) {
-          if (!this.listening.has(topic.name.key)) {
-            await this.listen(topic);
-            if (!this.leases.has(group.key)) await this.resync(group.key, [topic]);
-          }
+        if (refresh) await this.refreshInterest(group, own);
+        if (!this.listening.has(group.key)) {
+          await this.listen(group.key);
+          if (!this.leases.has(group.key)) await this.resync(group.key, own);
         }
       }
-      if (this.leases.has(group.key)) await this.renew(group);
-      else if (own.length > 0 && !(await this.acquire(group))) await this.followHealth(group);
+      if (this.leases.has(group.key)) {
+        if (refresh) await this.renew(group);
+        else await this.reportHealth(group);
+      } else if (own.length > 0 && !(await this.acquire(group))) await this.followHealth(group);
     }
     for (const group of [...this.leases.keys()]) {
       if (!present.has(group)) await this.releaseLease(group);
     }
-    for (const key of [...this.listening]) {
-      if (this.parts.registry.topic(key) !== undefined) continue;
-      this.listening.delete(key);
-      await this.link.unsubscribe(this.keys.topic(key));
+    for (const group of [...this.listening]) {
+      if (this.parts.registry.group(group) !== undefined) continue;
+      this.listening.delete(group);
+      await this.link.unsubscribe(this.keys.states(group));
     }
+    if (refresh) this.nextRefresh = now + this.refreshMs;
+  }
+
+  /** Registers this node again and counts its peers (each refresh). */
+  private async register(now: number): Promise<void> {
+    const commands = this.link.commands;
+    await commands.zAdd(this.keys.nodes, { score: this.expiry(), value: this.node });
+    await commands.pExpire(this.keys.nodes, 3 * this.parts.settings.leaseMs);
+    await commands.zRemRangeByScore(this.keys.nodes, "-inf", now);
+    this.peers = Math.max(0, (await commands.zCard(this.keys.nodes)) - 1);
+  }
+
+  /** Registers the interest of this node's clients in a group again (each refresh). */
+  private async refreshInterest(group: TopicGroup, own: Topic[]): Promise<void> {
+    const commands = this.link.commands;
+    await commands.zAdd(
+      this.keys.interest(group.key),
+      own.map((topic) => ({ score: this.expiry(), value: this.member(topic.name.unit) })),
+    );
+    // A group no node holds any more leaves nothing behind.
+    await commands.pExpire(this.keys.interest(group.key), 3 * this.parts.settings.leaseMs);
   }
 
   // --- Redis lost and back ---

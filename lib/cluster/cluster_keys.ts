@@ -11,7 +11,7 @@
  * | `<p>state:<db>/<handle>` | hash, PX | each topic's latest shared state (`shared_state.ts`) |
  * | `<p>health:<db>/<handle>` | string, PX | the leaseholder's report of the group's database (`database_report.ts`) |
  * | `<p>nodes` | sorted set | the nodes, scored by expiry (ms) |
- * | `<p>topic:<db>/<handle>/<unit>` | channel | each change of a topic, as the leaseholder polled it |
+ * | `<p>states:<db>/<handle>` | channel | each poll's changes of the group, as its leaseholder polled them, in one message (`shared_state.ts` `readStateBatch`) |
  * | `<p>wake` | channel | "poll this group now" to its leaseholder (a new topic, a notify) |
  */
 
@@ -50,9 +50,9 @@ export class ClusterKeys {
     return `${this.prefix}nodes`;
   }
 
-  /** The channel of a topic's changes. */
-  topic(topicKey: string): string {
-    return `${this.prefix}topic:${topicKey}`;
+  /** The channel of a group's changed states, one message a poll. */
+  states(group: string): string {
+    return `${this.prefix}states:${group}`;
   }
 
   /** The channel of poll requests to leaseholders. */
@@ -80,16 +80,24 @@ end
 return 0`;
 
 /**
- * KEYS[1] lease, KEYS[2] state hash; ARGV[1] node, ARGV[2] the topic channels' prefix, then
- * (topic key, state) pairs. While the lease is the node's, keeps each state in the hash and
- * publishes it on its topic's channel, in order: the number of states published; 0 (nothing
- * written) when the lease is not the node's, so that a node that lost its lease publishes nothing.
+ * KEYS[1] lease, KEYS[2] state hash; ARGV[1] node, ARGV[2] the group's states channel, then
+ * (topic key, whole state, change) triples (`shared_state.ts` `encodeState`, `encodeChange`).
+ * While the lease is the node's, keeps each whole state in the hash and publishes the changes
+ * in ONE message on the channel, a line a key and a line a change, in order (`shared_state.ts`
+ * `readStateBatch`): the number of states published; 0 (nothing written, nothing published)
+ * for no triples or when the lease is not the node's, so that a node that lost its lease
+ * publishes nothing.
  */
-export const PUBLISH_SCRIPT = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+export const PUBLISH_SCRIPT = `if #ARGV < 5 or redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
-for i = 3, #ARGV, 2 do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-  redis.call('PUBLISH', ARGV[2] .. ARGV[i], ARGV[i + 1])
+local fields, lines = {}, {}
+for i = 3, #ARGV, 3 do
+  fields[#fields + 1] = ARGV[i]
+  fields[#fields + 1] = ARGV[i + 1]
+  lines[#lines + 1] = ARGV[i]
+  lines[#lines + 1] = ARGV[i + 2]
 end
-return (#ARGV - 2) / 2`;
+redis.call('HSET', KEYS[2], unpack(fields))
+redis.call('PUBLISH', ARGV[2], table.concat(lines, '\\n'))
+return #lines / 2`;

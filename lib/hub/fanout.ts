@@ -71,6 +71,8 @@ export class Feed {
   stale: Stale | undefined;
   /** Number of the latest `snapshot`/`update` state in {@link epoch} (0: none yet). */
   seq = 0;
+  /** Set by {@link advance} when the new rows kept the shape of the rows before them. */
+  private keptShape = false;
   /** Set by {@link restart}: the next state is sent as a snapshot, whatever changed. */
   private restarted = false;
   /** Incremental subscriptions owed a fresh snapshot (new, held back while slow, or after `stale`). */
@@ -79,6 +81,15 @@ export class Feed {
 
   /** @param epoch the name of the topic's sequence (a new one by default) */
   constructor(public epoch: string = newEpoch()) {}
+
+  /**
+   * Whether the current state is the rows of `seq - 1` with new varying cells only: the same
+   * shape (so the same keys and the same other cells), in the same epoch, with no `stale`
+   * between or since. A cluster leaseholder then shares the varying cells alone (`shared_state.ts`).
+   */
+  get varyingOnly(): boolean {
+    return this.keptShape && !this.needsSnapshot;
+  }
 
   /** Whether {@link restart} began a new epoch that no state has been numbered in yet. */
   get restartPending(): boolean {
@@ -102,6 +113,7 @@ export class Feed {
 
   /** Takes the next state of the sequence: rows that changed, numbered `seq`. */
   advance(rows: RowSet, ts: number, seq: number): void {
+    this.keptShape = this.rows?.shape === rows.shape && seq === this.seq + 1 && !this.needsSnapshot;
     this.rows = rows;
     this.ts = ts;
     this.seq = seq;

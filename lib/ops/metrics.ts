@@ -184,12 +184,24 @@ export const METRIC_FAMILIES: readonly FamilyInfo[] = [
   {
     name: "gatecast_cluster_messages_sent_total",
     type: "counter",
-    help: "Cluster mode: topic states and wake requests this node published on Redis.",
+    help:
+      "Cluster mode: Redis messages this node published: state batches (one a poll of a group it leads) and wake requests.",
   },
   {
     name: "gatecast_cluster_messages_received_total",
     type: "counter",
-    help: "Cluster mode: topic states and wake requests this node received from Redis.",
+    help:
+      "Cluster mode: Redis messages this node took from other nodes: state batches of groups it follows and wake requests.",
+  },
+  {
+    name: "gatecast_cluster_states_sent_total",
+    type: "counter",
+    help: "Cluster mode: topic states this node published in its state batches.",
+  },
+  {
+    name: "gatecast_cluster_states_received_total",
+    type: "counter",
+    help: "Cluster mode: topic states this node decoded from other nodes (batches and the state hash).",
   },
 ];
 

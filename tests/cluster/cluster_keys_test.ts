@@ -13,6 +13,7 @@ import {
   RELEASE_SCRIPT,
   RENEW_SCRIPT,
 } from "../../lib/cluster/cluster_keys.ts";
+import { readStateBatch } from "../../lib/cluster/shared_state.ts";
 import { waitFor } from "../support/app.ts";
 import { testRedis, uniquePrefix } from "../support/redis.ts";
 
@@ -27,7 +28,7 @@ Deno.test("every key and channel of a cluster lies under its prefix", () => {
   assert.equal(keys.state(GROUP), "gatecast:state:plant1/real");
   assert.equal(keys.health(GROUP), "gatecast:health:plant1/real");
   assert.equal(keys.nodes, "gatecast:nodes");
-  assert.equal(keys.topic("plant1/real/12"), "gatecast:topic:plant1/real/12");
+  assert.equal(keys.states("plant1/real"), "gatecast:states:plant1/real");
   assert.equal(keys.wake, "gatecast:wake");
 });
 
@@ -50,8 +51,9 @@ async function leases() {
     renew: (node: string, ms: number) => run([RENEW_SCRIPT, "1", lease, node, String(ms)]),
     release: (node: string) => run([RELEASE_SCRIPT, "1", lease, node]),
     /** Publishes (topic key, state) pairs under the lease as `node`. */
-    publish: (node: string, states: [string, string][]) =>
-      run([PUBLISH_SCRIPT, "2", lease, keys.state(GROUP), node, keys.topic(""), ...states.flat()]),
+    /** Runs PUBLISH_SCRIPT with (topic, whole state, change) triples. */
+    publish: (node: string, states: [string, string, string][]) =>
+      run([PUBLISH_SCRIPT, "2", lease, keys.state(GROUP), node, keys.states(GROUP), ...states.flat()]),
     async close() {
       await client.del([lease, fence, keys.state(GROUP)]);
       client.destroy();
@@ -116,41 +118,43 @@ Deno.test("RELEASE deletes the lease only for its holder", async () => {
   }
 });
 
-Deno.test("PUBLISH keeps and publishes each state in order for the leaseholder only; another node's writes nothing", async () => {
+Deno.test("PUBLISH keeps each whole state and publishes the changes in one message, in order, for the leaseholder only; another node's writes nothing", async () => {
   const t = await leases();
   const listener = t.client.duplicate();
   listener.on("error", () => {});
   await listener.connect();
   const heard: [string, string][] = [];
   try {
-    await listener.pSubscribe(t.keys.topic("*"), (message: string, channel: string) => {
+    await listener.subscribe(t.keys.states(GROUP), (message: string, channel: string) => {
       heard.push([channel, message]);
     });
     assert.equal(await t.acquire("node-a", 60_000), 1);
-    const states: [string, string][] = [["plant1/real/1", "s1"], ["plant1/real/2", "s2"], [
-      "plant1/real/1",
-      "s3",
-    ]];
+    const states: [string, string, string][] = [
+      ["plant1/real/1", "s1", "c1"],
+      ["plant1/real/2", "s2", "c2"],
+      ["plant1/real/1", "s3", "c3"],
+    ];
     assert.equal(await t.publish("node-a", states), 3);
-    await waitFor("the three messages", () => heard.length === 3, 2000);
-    assert.deepEqual(heard, [
-      [t.keys.topic("plant1/real/1"), "s1"],
-      [t.keys.topic("plant1/real/2"), "s2"],
-      [t.keys.topic("plant1/real/1"), "s3"],
-    ]);
+    await waitFor("the message", () => heard.length === 1, 2000);
+    assert.deepEqual(heard, [[
+      t.keys.states(GROUP),
+      "plant1/real/1\nc1\nplant1/real/2\nc2\nplant1/real/1\nc3",
+    ]]);
+    assert.deepEqual(readStateBatch(heard[0][1]), states.map(([key, _, change]) => [key, change]));
+    // The hash keeps each topic's latest whole state, not its change.
     assert.deepEqual(await t.client.hGetAll(t.keys.state(GROUP)), {
       "plant1/real/1": "s3",
       "plant1/real/2": "s2",
     });
     // A node that is not (or no longer) the leaseholder publishes nothing and keeps nothing.
-    assert.equal(await t.publish("node-b", [["plant1/real/3", "from b"]]), 0);
+    assert.equal(await t.publish("node-b", [["plant1/real/3", "from b", "b"]]), 0);
     assert.equal(await t.publish("node-a", []), 0, "an empty batch publishes nothing");
     await t.release("node-a");
-    assert.equal(await t.publish("node-a", [["plant1/real/2", "late"]]), 0);
+    assert.equal(await t.publish("node-a", [["plant1/real/2", "late", "l"]]), 0);
     // A message published after the refused ones arrives: nothing else came before it.
-    await t.client.publish(t.keys.topic("plant1/real/9"), "marker");
-    await waitFor("the marker", () => heard.length === 4, 2000);
-    assert.deepEqual(heard[3], [t.keys.topic("plant1/real/9"), "marker"]);
+    await t.client.publish(t.keys.states(GROUP), "marker");
+    await waitFor("the marker", () => heard.length === 2, 2000);
+    assert.deepEqual(heard[1], [t.keys.states(GROUP), "marker"]);
     assert.deepEqual(await t.client.hGetAll(t.keys.state(GROUP)), {
       "plant1/real/1": "s3",
       "plant1/real/2": "s2",

@@ -5,11 +5,13 @@
  */
 
 import assert from "node:assert/strict";
+import { createClient } from "redis";
 import { createTestDatabase, type TestDatabase } from "../support/mysql.ts";
 import { type GatecastProcess, startGatecastWithConfig } from "../support/process.ts";
 import { startThrowawayRedis, testRedis, uniquePrefix } from "../support/redis.ts";
 import { waitFor } from "../support/app.ts";
 import { PUBLISH_BATCH } from "../../lib/cluster/cluster.ts";
+import { ClusterKeys } from "../../lib/cluster/cluster_keys.ts";
 import { type Frame, TestClient } from "../support/ws_client.ts";
 
 const TOPIC = "plant1/real/1";
@@ -31,8 +33,8 @@ async function startNodes(
   names: string[],
   extra = {},
   leaseMs = LEASE_MS,
+  prefix = uniquePrefix(),
 ): Promise<GatecastProcess[]> {
-  const prefix = uniquePrefix();
   const nodes: GatecastProcess[] = [];
   for (const node of names) {
     nodes.push(
@@ -109,6 +111,45 @@ async function untilValue(client: TestClient, value: number, timeoutMs = 5000): 
     frames.push(frame);
     if (uaOf(frame) === value) return frames;
   }
+}
+
+/** A client of a node subscribed to `topics` in one batch (kept in `clients`), once it has every snapshot. */
+async function holding(node: GatecastProcess, topics: string[], clients: TestClient[]): Promise<TestClient> {
+  const client = await TestClient.open(`ws://127.0.0.1:${node.port}/ws`, "gatecast.v1");
+  clients.push(client);
+  client.send({ type: "subscribe", id: 1, topics });
+  const snapshots = new Set<string>();
+  while (snapshots.size < topics.length) {
+    const frame = await client.next();
+    if (frame.type === "snapshot") snapshots.add(frame.topic);
+    else assert.equal(frame.type, "subscribed", JSON.stringify(frame));
+  }
+  return client;
+}
+
+/** A database of units 1..`units`, one point each (`ua` of GW<unit>, at 1). */
+async function plantOfUnits(units: number): Promise<TestDatabase> {
+  const db = await createTestDatabase();
+  await db.addPoints(
+    Array.from({ length: units }, (_, i) => ({ unit: i + 1, code: "ua", address: `GW${i + 1}` })),
+  );
+  await db.query(
+    `INSERT INTO device_data_real (equip_address, ua) VALUES ${
+      Array.from({ length: units }, () => "(?, 1)").join(", ")
+    }`,
+    Array.from({ length: units }, (_, i) => `GW${i + 1}`),
+  );
+  return db;
+}
+
+/** The leaseholder's messages and states sent, and the follower's messages and states received. */
+function messageCounts(holder: GatecastProcess, follower: GatecastProcess): Promise<number[]> {
+  return Promise.all([
+    metric(holder, "gatecast_cluster_messages_sent_total"),
+    metric(holder, "gatecast_cluster_states_sent_total"),
+    metric(follower, "gatecast_cluster_messages_received_total"),
+    metric(follower, "gatecast_cluster_states_received_total"),
+  ]);
 }
 
 /** Every frame follows the one before it: the next `seq` of the same epoch, or a snapshot. */
@@ -386,52 +427,119 @@ Deno.test("SIGHUP removing a database on its leaseholder: that node's clients ar
   }
 });
 
-Deno.test("a poll that changes more topics than one publish script takes reaches the followers whole, in several scripts", async () => {
+Deno.test("a poll that changes more topics than one publish script takes reaches the followers whole, in one message a script", async () => {
   const units = PUBLISH_BATCH + 44;
-  const db = await createTestDatabase();
-  await db.addPoints(
-    Array.from({ length: units }, (_, i) => ({ unit: i + 1, code: "ua", address: `GW${i + 1}` })),
-  );
-  await db.query(
-    `INSERT INTO device_data_real (equip_address, ua) VALUES ${
-      Array.from({ length: units }, () => "(?, 1)").join(", ")
-    }`,
-    Array.from({ length: units }, (_, i) => `GW${i + 1}`),
-  );
+  const db = await plantOfUnits(units);
   const redis = await testRedis();
   const nodes = await startNodes(db, redis.url, ["a", "b"]);
   const topics = Array.from({ length: units }, (_, i) => `plant1/real/${i + 1}`);
   const clients: TestClient[] = [];
-  /** A client of a node holding every topic, once it has every snapshot. */
-  const holdingAll = async (node: GatecastProcess) => {
-    const client = await TestClient.open(`ws://127.0.0.1:${node.port}/ws`, "gatecast.v1");
-    clients.push(client);
-    client.send({ type: "subscribe", id: 1, topics });
-    const snapshots = new Set<string>();
-    while (snapshots.size < units) {
-      const frame = await client.next();
-      if (frame.type === "snapshot") snapshots.add(frame.topic);
-      else assert.equal(frame.type, "subscribed", JSON.stringify(frame));
-    }
-    return client;
-  };
+  const holdingAll = (node: GatecastProcess) => holding(node, topics, clients);
   try {
     await holdingAll(nodes[0]);
     const holder = await leaseholder(nodes);
-    const follower = await holdingAll(nodes.find((node) => node !== holder)!);
-    const sentBefore = await metric(holder, "gatecast_cluster_messages_sent_total");
+    const followerClient = await holdingAll(nodes.find((node) => node !== holder)!);
+    const follower = nodes.find((node) => node !== holder)!;
+    const counts = () => messageCounts(holder, follower);
+    const before = await counts();
     await db.query("UPDATE device_data_real SET ua = 2"); // one statement: one poll sees every change
     const updated = new Set<string>();
     while (updated.size < units) {
-      const frame = await follower.next();
+      const frame = await followerClient.next();
       assert.equal(frame.type, "update", JSON.stringify(frame));
       assert.equal(uaOf(frame), 2);
       updated.add(frame.topic);
     }
-    assert.equal(await metric(holder, "gatecast_cluster_messages_sent_total") - sentBefore, units);
+    const after = await counts();
+    // Two messages (256 + 44 states), each with every state of its part of the poll.
+    assert.deepEqual(after.map((count, i) => count - before[i]), [2, units, 2, units]);
   } finally {
     for (const client of clients) client.close();
     await stopAll(nodes);
+    await db.drop();
+  }
+});
+
+Deno.test("one message a poll for the whole group: a follower decodes the states of its own topics only", async () => {
+  const units = 4;
+  const db = await plantOfUnits(units);
+  const redis = await testRedis();
+  const nodes = await startNodes(db, redis.url, ["a", "b"]);
+  const clients: TestClient[] = [];
+  try {
+    await holding(nodes[0], Array.from({ length: units }, (_, i) => `plant1/real/${i + 1}`), clients);
+    const holder = await leaseholder(nodes);
+    const follower = nodes.find((node) => node !== holder)!;
+    const one = await subscriber(follower); // plant1/real/1 only
+    clients.push(one.client);
+    const counts = () => messageCounts(holder, follower);
+    const before = await counts();
+    await db.query("UPDATE device_data_real SET ua = 2"); // one statement: one poll sees every change
+    assertNoGap(one.snapshot, await untilValue(one.client, 2));
+    let grown: number[] = [];
+    await waitFor("the leaseholder to count its publish", async () => {
+      grown = (await counts()).map((count, i) => count - before[i]);
+      return grown[0] >= 1;
+    }, 5000);
+    // One message of 4 states out, one message in, and one state decoded: the follower's topic.
+    assert.deepEqual(grown, [1, units, 1, 1]);
+  } finally {
+    for (const client of clients) client.close();
+    await stopAll(nodes);
+    await db.drop();
+  }
+});
+
+Deno.test("values change by change; a follower that missed one reads the whole state from the hash, not the values", async () => {
+  const db = await plant(1);
+  const redis = await testRedis();
+  const prefix = uniquePrefix();
+  const keys = new ClusterKeys(prefix);
+  const nodes = await startNodes(db, redis.url, ["a", "b"], {}, LEASE_MS, prefix);
+  const client = createClient({ url: redis.url, disableOfflineQueue: true });
+  client.on("error", () => {});
+  const clients: TestClient[] = [];
+  try {
+    await client.connect();
+    const first = await subscriber(nodes[0]);
+    clients.push(first.client);
+    const holder = await leaseholder(nodes);
+    const follower = nodes.find((node) => node !== holder)!;
+    const { client: watcher, snapshot } = await subscriber(follower);
+    clients.push(watcher);
+    // Changes of the value alone travel as values, and the follower applies them in order.
+    const heard: string[] = [];
+    const listener = client.duplicate();
+    listener.on("error", () => {});
+    await listener.connect();
+    try {
+      await listener.subscribe(keys.states("plant1/real"), (message: string) => heard.push(message));
+      await db.setData("GW1", { ua: 2 });
+      const frames = await untilValue(watcher, 2);
+      assertNoGap(snapshot, frames);
+      await waitFor("the leaseholder's message", () => heard.length > 0, 5000);
+    } finally {
+      listener.destroy();
+    }
+    const [key, change] = heard.at(-1)!.split("\n");
+    assert.equal(key, TOPIC);
+    assert.deepEqual(JSON.parse(change).values, [2]);
+    // The leaseholder's whole state, moved on by five: the follower cannot apply values to what it holds.
+    const whole = JSON.parse((await client.hGet(keys.state("plant1/real"), TOPIC))!);
+    const seq = whole.seq + 5;
+    whole.seq = seq;
+    whole.rows.cells[whole.rows.columns.indexOf("value")] = 77;
+    await client.hSet(keys.state("plant1/real"), TOPIC, JSON.stringify(whole));
+    const gap = { ...JSON.parse(change), seq, values: [55] };
+    await client.publish(keys.states("plant1/real"), `${TOPIC}\n${JSON.stringify(gap)}`);
+    const caughtUp = await untilValue(watcher, 77);
+    assert.deepEqual(caughtUp.map((frame) => [frame.type, frame.seq]), [["snapshot", seq]]);
+    assert.equal(caughtUp[0].epoch, snapshot.epoch);
+  } finally {
+    for (const c of clients) c.close();
+    await stopAll(nodes);
+    await client.del(await client.keys(`${prefix}*`)).catch(() => {});
+    client.destroy();
     await db.drop();
   }
 });

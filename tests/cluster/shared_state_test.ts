@@ -8,9 +8,12 @@
 import assert from "node:assert/strict";
 import {
   decodeState,
+  encodeChange,
   encodeState,
+  readStateBatch,
   SHARED_STATE_VERSION,
   SharedStateError,
+  withValues,
 } from "../../lib/cluster/shared_state.ts";
 import { type Cell, layoutOf, rowKey, type RowSet, type Shape } from "../../lib/handles/rows.ts";
 import { publishAdopted, publishPoll, publishStale } from "../../lib/hub/fanout.ts";
@@ -157,6 +160,39 @@ function refused(text: string, expected: string): void {
   });
 }
 
+Deno.test("a batch is read back as its (topic, state) pairs, each state whole, line breaks in cells included", () => {
+  const first = encodeState(polledTopic(CELLS), "node-a", 7);
+  const multiline = encodeState(
+    polledTopic(CELLS.map((cell) => typeof cell === "string" ? `${cell}\nnext` : cell)),
+    "node-a",
+    7,
+  );
+  assert.ok(!multiline.includes("\n"), "JSON escapes a line break in a cell");
+  const batch = [NAME.key, first, "plant1/tanks/south", multiline].join("\n");
+  const pairs = readStateBatch(batch);
+  assert.deepEqual(pairs, [[NAME.key, first], ["plant1/tanks/south", multiline]]);
+  assert.equal(
+    decodeState(pairs[1][1]).rows!.cells.filter((cell) => String(cell).endsWith("\nnext")).length,
+    CELLS.filter((cell) => typeof cell === "string").length,
+  );
+});
+
+Deno.test("a batch that is empty or not of (topic, state) pairs is refused", () => {
+  for (
+    const [text, expected] of [
+      ["", "state batch: empty"],
+      ["plant1/tanks/north", "state batch: 1 lines do not make (topic, state) pairs"],
+      [`plant1/tanks/north\n{}\nplant1/tanks/south`, "state batch: 3 lines do not make (topic, state) pairs"],
+    ]
+  ) {
+    assert.throws(() => readStateBatch(text), (error: unknown) => {
+      assert.ok(error instanceof SharedStateError);
+      assert.equal(error.message, expected);
+      return true;
+    });
+  }
+});
+
 Deno.test("a message that is not JSON is refused", () => {
   refused('{"v":1,', "shared state is not JSON");
   refused("", "shared state is not JSON");
@@ -169,10 +205,10 @@ Deno.test("a message that is JSON but not an object is refused", () => {
 });
 
 Deno.test("a message of another version is refused, naming both versions", () => {
-  refused(JSON.stringify({ ...message(), v: 2 }), "shared state of version 2; this node reads 1");
-  refused(JSON.stringify({ ...message(), v: "1" }), 'shared state of version "1"; this node reads 1');
+  refused(JSON.stringify({ ...message(), v: 1 }), "shared state of version 1; this node reads 2");
+  refused(JSON.stringify({ ...message(), v: "2" }), 'shared state of version "2"; this node reads 2');
   const { v: _, ...unversioned } = message();
-  refused(JSON.stringify(unversioned), "shared state of version undefined; this node reads 1");
+  refused(JSON.stringify(unversioned), "shared state of version undefined; this node reads 2");
 });
 
 Deno.test("a message with a field missing or of the wrong type is refused, naming the field", () => {
@@ -283,5 +319,123 @@ Deno.test("decoded states reach a follower's subscribers as updates of exactly t
     delete: [],
   });
   // Frame for frame what the polling node's own subscriber got.
+  assert.deepEqual(peer.sent, pollingPeer.sent);
+});
+
+/** CELLS polled again with the same shape (as a handle reuses it): tank 1's level and tank 2's alarm moved. */
+function pollAgain(topic: Topic, ts = 2000): Cell[] {
+  const next = [...CELLS];
+  next[2] = 3.5;
+  next[9] = true;
+  publishPoll(topic, tankRows(next, topic.feed.rows!.shape), ts);
+  return next;
+}
+
+Deno.test("a poll that changed varying cells only is shared as those cells, which rebuild its rows on the state before", () => {
+  const topic = polledTopic(CELLS);
+  const held = decodeState(encodeState(topic, "node-a", 7)).rows!;
+  const next = pollAgain(topic);
+  const text = encodeChange(topic, "node-a", 7);
+  // level_m and alarm of each row, in row order; no layout, no keys, no metadata.
+  assert.deepEqual(JSON.parse(text), {
+    v: SHARED_STATE_VERSION,
+    topic: "plant1/tanks/north",
+    node: "node-a",
+    fence: 7,
+    epoch: topic.feed.epoch,
+    seq: 2,
+    ts: 2000,
+    values: [3.5, false, 0.5, true],
+  });
+  const state = decodeState(text);
+  assert.deepEqual(state.values, [3.5, false, 0.5, true]);
+  assert.equal(state.rows, undefined);
+  const rows = withValues(held, state.values!);
+  assert.deepEqual(rows.cells, next);
+  assert.equal(rows.shape, held.shape, "the held shape: a diff compares the varying cells only");
+  assert.deepEqual(held.cells, CELLS, "the held rows are left as they were");
+});
+
+Deno.test("a varying cell with no value travels in the values' missing list", () => {
+  const layout = layoutOf(["id", "reading"], ["id"]);
+  const topic = new Topic(NAME);
+  const shape = { layout, keys: [rowKey([1], 0, layout.keyIndexes)] };
+  publishPoll(topic, { shape, cells: [1, 20] }, 1000);
+  publishPoll(topic, { shape, cells: [1, undefined] }, 2000);
+  const text = encodeChange(topic, "node-a", 1);
+  assert.deepEqual(JSON.parse(text).values, [null]);
+  assert.deepEqual(JSON.parse(text).missing, [0]);
+  const values = decodeState(text).values!;
+  assert.deepEqual(values, [undefined]);
+  assert.deepEqual(withValues({ shape, cells: [1, 20] }, values).cells, [1, undefined]);
+});
+
+Deno.test("a first poll, a new shape, a stale topic, its recovery and a new epoch are shared whole", () => {
+  const topic = polledTopic(CELLS);
+  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1)).rows, "the first poll");
+  pollAgain(topic);
+  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1)).values, "then values");
+  // The same cells under a shape of their own: the handle saw its metadata change.
+  publishPoll(topic, tankRows(CELLS), 3000);
+  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1)).rows, "a new shape");
+  publishStale(topic, { code: "SOURCE_UNAVAILABLE", message: "down" });
+  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1)).stale, "stale");
+  pollAgain(topic, 4000);
+  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1)).rows, "recovered from stale");
+  pollAgain(topic, 5000);
+  topic.feed.restart("another-epoch");
+  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1)).rows, "a new epoch not yet numbered");
+  pollAgain(topic, 6000);
+  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1)).rows, "the first state of the new epoch");
+  // Each whole state is the state hash's own: encodeChange said nothing else.
+  assert.equal(encodeChange(topic, "node-a", 1), encodeState(topic, "node-a", 1));
+});
+
+Deno.test("values that are not scalars, or not one per varying cell of the held rows, are refused", () => {
+  const topic = polledTopic(CELLS);
+  pollAgain(topic);
+  // deno-lint-ignore no-explicit-any
+  const change = (): any => JSON.parse(encodeChange(topic, "node-a", 1));
+  for (
+    const [spoil, expected] of [
+      [(m: Record<string, unknown>) => m.values = "3.5", "shared state: values must be an array"],
+      [
+        (m: Record<string, unknown>) => (m.values as unknown[])[1] = { on: true },
+        "shared state: value 1 is not a scalar",
+      ],
+      [(m: Record<string, unknown>) => m.missing = [4], "shared state: missing names value 4; there are 4"],
+      [
+        (m: Record<string, unknown>) => m.missing = ["0"],
+        "shared state: missing must be an array of integers",
+      ],
+    ] as const
+  ) {
+    const spoilt = change();
+    spoil(spoilt);
+    refused(JSON.stringify(spoilt), expected);
+  }
+  const held = polledTopic(CELLS).feed.rows!;
+  assert.throws(() => withValues(held, [3.5, false, 0.5]), {
+    name: "SharedStateError",
+    message: "shared state: 3 values for 2 rows of 2 varying columns",
+  });
+});
+
+Deno.test("values reach a follower's subscribers as the polling node's own frames", () => {
+  const polling = new Registry();
+  const pollingPeer = new FakePeer();
+  const polled = polling.subscribe(NAME, pollingPeer, rowsV1).topic;
+  publishPoll(polled, tankRows(CELLS), 1000);
+  const following = new Registry();
+  const peer = new FakePeer();
+  const topic = following.subscribe(NAME, peer, rowsV1).topic;
+  const first = decodeState(encodeChange(polled, "node-a", 1));
+  publishAdopted(topic, { rows: first.rows!, seq: first.seq, epoch: first.epoch, ts: first.ts });
+  pollAgain(polled);
+  const second = decodeState(encodeChange(polled, "node-a", 1));
+  const rows = withValues(topic.feed.rows!, second.values!);
+  assert.equal(publishAdopted(topic, { rows, seq: second.seq, epoch: second.epoch, ts: second.ts }), true);
+  assert.equal(topic.feed.varyingOnly, true, "a follower that leads later shares values too");
+  assert.deepEqual(peer.frames().map((frame) => frame.type), ["snapshot", "update"]);
   assert.deepEqual(peer.sent, pollingPeer.sent);
 });
