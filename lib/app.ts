@@ -237,6 +237,7 @@ export async function startApp(config: Config, options: AppOptions): Promise<App
     logger,
     pollIntervalMs: config.pollIntervalMs,
     knows: (db) => db in current.databases,
+    databases: () => Object.keys(current.databases),
     pollNow: (group) => poller.pollNow(group),
     databaseHealth: (db): DatabaseHealth | undefined => poller.health.get(db),
     adoptHealth: (db, report): void => poller.adoptHealth(db, report),

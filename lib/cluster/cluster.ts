@@ -6,10 +6,11 @@
  * - One node per group holds a lease (`SET NX PX`, renewed by a Lua script); taking it increments
  *   the group's fence, and the fence becomes part of the group's topics' `epoch`. The leaseholder
  *   polls the union of every node's units (it holds the other nodes' topics in its registry), and
- *   after each poll keeps each changed topic's whole state in the group's state hash and
- *   publishes the changes (varying cells alone when nothing else changed, `shared_state.ts`) in
- *   one message on the group's states channel, in one script that Redis runs only while the
- *   lease is still this node's (a node that lost its lease publishes nothing).
+ *   after each poll encodes each changed topic once (its varying cells alone when nothing else
+ *   changed, else its whole state: `shared_state.ts`), keeps it in the group's state hash
+ *   (values beside the last whole state) and publishes it in one message on the group's states
+ *   channel, in one script that Redis runs only while the lease is still this node's (a node
+ *   that lost its lease publishes nothing).
  * - The other nodes follow: they listen to the states channels of the groups of their own
  *   topics, take the change of each topic they hold ({@link publishAdopted}; a change that does
  *   not follow the state held is read whole from the hash) and answer a new subscriber from the
@@ -19,11 +20,16 @@
  *   (bench/README.md), so messages are few and states many.
  * - Two cadences. Each beat (at most a poll interval) the leaseholder reports the group's
  *   database health (`database_report.ts`) and each follower hands it to its poller, so that no
- *   node but the leaseholder sends the database anything, not even a health probe; a node
+ *   node but the leaseholder sends the database anything, not even a health probe (a node with
+ *   no topics in a database takes the report of any of its groups' leaseholders); a node
  *   without the lease tries to take it. Each refresh (a third of the lease, or each beat when
  *   that is longer) a node renews its leases, registers its node and interest again and reads
  *   the interest of the groups it leads: the work that grows with topics runs three times a
  *   lease, not every tick.
+ * - Leases spread. Each refresh a node says how many leases it holds (`<p>load:<node>`); one
+ *   that holds two more than a live node with topics in one of its groups hands that group's
+ *   lease over (`lease_balance.ts`), under a new fence, and wakes the taker, which polls it at
+ *   once: the clients of the group get a fresh snapshot in the new epoch, as after a failover.
  * - A leaseholder killed: its lease expires and a node with topics in the group takes it at its
  *   next beat (at most a poll interval).
  * - Redis lost: every node polls its own topics as a single node does (new local epochs: their
@@ -43,15 +49,25 @@ import { groupKey, type Registry, type Topic, type TopicGroup } from "../hub/reg
 import { topicName } from "../hub/topic.ts";
 import type { Logger } from "../ops/log.ts";
 import type { Metrics } from "../ops/metrics.ts";
-import { ACQUIRE_SCRIPT, ClusterKeys, PUBLISH_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT } from "./cluster_keys.ts";
+import {
+  ACQUIRE_SCRIPT,
+  ClusterKeys,
+  HANDOVER_SCRIPT,
+  PUBLISH_SCRIPT,
+  RELEASE_SCRIPT,
+  RENEW_SCRIPT,
+} from "./cluster_keys.ts";
 import { decodeDatabaseReport, encodeDatabaseReport } from "./database_report.ts";
+import { chooseHandover } from "./lease_balance.ts";
 import { RedisLink } from "./redis_link.ts";
 import {
   decodeState,
   encodeChange,
   encodeState,
+  latestState,
   readStateBatch,
   type SharedState,
+  valuesField,
   withValues,
 } from "./shared_state.ts";
 
@@ -75,6 +91,8 @@ export interface ClusterParts {
   readonly pollIntervalMs: number;
   /** Whether a database is configured here (only its groups are led or followed). */
   knows(db: string): boolean;
+  /** The databases configured here. */
+  databases(): readonly string[];
   /** Polls a group this node now polls (the poller's `pollNow`). */
   pollNow(group: TopicGroup): void;
   /** The health of a database as this node's polls found it (the poller's `health`). */
@@ -103,10 +121,15 @@ interface Lease {
   readonly epoch: string;
 }
 
+/**
+ * A request to the node that polls a group (`interest`: read it again, `notify`: poll now), or
+ * to the node `to` that a lease was handed to (`lease`: take it now).
+ */
 interface WakeMessage {
   readonly group: string;
-  readonly reason: "interest" | "notify";
+  readonly reason: "interest" | "notify" | "lease";
   readonly from: string;
+  readonly to?: string;
 }
 
 /** This node's part of the cluster. */
@@ -116,6 +139,8 @@ export class Cluster implements GroupPolling {
   private readonly keys: ClusterKeys;
   private readonly link: RedisLink;
   private readonly leases = new Map<string, Lease>();
+  /** Per group led here, the other nodes with topics of it (read with its interest). */
+  private readonly interested = new Map<string, Set<string>>();
   /** The highest fence seen per group: states with a lower one are from a lease since lost. */
   private readonly fences = new Map<string, number>();
   /** Topics whose whole state is being read from the hash ({@link catchUp}). */
@@ -197,9 +222,9 @@ export class Cluster implements GroupPolling {
 
   /**
    * Shares the new states of one poll, when this node holds the group's lease: one script per
-   * {@link PUBLISH_BATCH} topics keeps each whole state in the group's state hash and publishes
-   * the changes in one message on the group's states channel, on the server and only while the
-   * lease is still this node's.
+   * {@link PUBLISH_BATCH} topics keeps each change in the group's state hash (a whole state, or
+   * the values since the last one) and publishes them in one message on the group's states
+   * channel, on the server and only while the lease is still this node's.
    */
   published(group: TopicGroup, topics: readonly Topic[]): void {
     const lease = this.leases.get(group.key);
@@ -208,11 +233,10 @@ export class Cluster implements GroupPolling {
     for (let start = 0; start < topics.length; start += PUBLISH_BATCH) {
       const args = [this.node, this.keys.states(group.key)];
       for (const topic of topics.slice(start, start + PUBLISH_BATCH)) {
-        args.push(
-          topic.name.key,
-          encodeState(topic, this.node, lease.fence),
-          encodeChange(topic, this.node, lease.fence),
-        );
+        // Each changed topic encoded once: its values alone, or its whole state.
+        if (topic.feed.varyingOnly) {
+          args.push(topic.name.key, "values", encodeChange(topic, this.node, lease.fence));
+        } else args.push(topic.name.key, "state", encodeState(topic, this.node, lease.fence));
       }
       this.track(
         this.runScript(PUBLISH_SCRIPT, keys, args).then((sent) => {
@@ -245,7 +269,9 @@ export class Cluster implements GroupPolling {
     if (!this.link.up) return; // its interest expires; the beat stops listening once Redis is back
     const commands = this.link.commands;
     this.track(commands.zRem(this.keys.interest(group), this.member(topic.name.unit)));
-    if (this.leases.has(group)) this.track(commands.hDel(this.keys.state(group), topic.name.key));
+    if (this.leases.has(group)) {
+      this.track(commands.hDel(this.keys.state(group), [topic.name.key, valuesField(topic.name.key)]));
+    }
     if (this.parts.registry.group(group) === undefined && this.listening.delete(group)) {
       this.track(this.link.unsubscribe(this.keys.states(group)));
     }
@@ -296,22 +322,29 @@ export class Cluster implements GroupPolling {
     for (const [key, state] of states) this.received(key, state);
   }
 
-  /** Takes each topic's latest state from the group's state hash (a new follower, a reconnect). */
+  /**
+   * Takes each topic's latest state from the group's state hash (a new follower, a reconnect, a
+   * change missed): its last whole state with the latest values since ({@link latestState}).
+   */
   private async resync(group: string, topics: Topic[]): Promise<void> {
     if (topics.length === 0) return;
     const keys = topics.map((topic) => topic.name.key);
-    const texts = await this.link.commands.hmGet(this.keys.state(group), keys);
-    texts.forEach((text, i) => {
-      if (typeof text === "string") this.received(keys[i], text);
+    const texts = await this.link.commands.hmGet(
+      this.keys.state(group),
+      keys.flatMap((key) => [key, valuesField(key)]),
+    );
+    keys.forEach((key, i) => {
+      const [whole, values] = [texts[2 * i], texts[2 * i + 1]];
+      if (typeof whole === "string") this.received(key, whole, values ?? undefined);
     });
   }
 
   /**
-   * A state of a topic shared by the node that polls its group (from a batch, or the state
-   * hash). What can be decided without reading the state is decided first: a topic not held
-   * here, or polled here, costs no decode.
+   * A state of a topic shared by the node that polls its group (from a batch; or from the state
+   * hash, a whole state and maybe the `values` since). What can be decided without reading the
+   * state is decided first: a topic not held here, or polled here, costs no decode.
    */
-  private received(key: string, text: string): void {
+  private received(key: string, text: string, values?: string): void {
     const topic = this.parts.registry.topic(key);
     if (topic === undefined || !this.link.up) return;
     const group = groupKey(topic.name);
@@ -320,11 +353,17 @@ export class Cluster implements GroupPolling {
     let state: SharedState;
     try {
       state = decodeState(text);
+      if (values !== undefined) state = latestState(state, decodeState(values));
     } catch (error) {
       this.parts.logger.warn("cluster message ignored", { topic: key, error: (error as Error).message });
       return;
     }
-    if (state.topic !== key || state.node === this.node) return;
+    this.take(topic, group, state);
+  }
+
+  /** A decoded state of a topic this node follows: published to its clients, unless outdated. */
+  private take(topic: Topic, group: string, state: SharedState): void {
+    if (state.topic !== topic.name.key || state.node === this.node) return;
     if (state.fence < (this.fences.get(group) ?? 0)) return; // from a lease since lost
     this.fences.set(group, state.fence);
     if (state.stale !== undefined) publishStale(topic, state.stale, state.epoch);
@@ -377,6 +416,7 @@ export class Cluster implements GroupPolling {
       [this.node, String(this.parts.settings.leaseMs)],
     );
     if (fence === 0 || this.stopped || !this.link.up) return false;
+    if (this.leases.has(group.key)) return true; // taken meanwhile (a beat and a handover's wake)
     const lease = { fence, epoch: newEpoch(String(fence)) };
     this.leases.set(group.key, lease);
     this.fences.set(group.key, fence);
@@ -385,6 +425,7 @@ export class Cluster implements GroupPolling {
     for (const topic of group.topics.values()) topic.feed.restart(lease.epoch);
     await this.readInterest(group);
     this.parts.pollNow(group);
+    await this.sayLoad();
     return true;
   }
 
@@ -411,9 +452,9 @@ export class Cluster implements GroupPolling {
     const health = this.parts.databaseHealth(group.db);
     if (lease === undefined || health === undefined) return;
     const report = encodeDatabaseReport({ node: this.node, fence: lease.fence, ...health });
-    await this.link.commands.set(this.keys.health(group.key), report, {
-      expiration: { type: "PX", value: 3 * this.parts.settings.leaseMs },
-    });
+    const expiration = { type: "PX", value: 3 * this.parts.settings.leaseMs } as const;
+    await this.link.commands.set(this.keys.health(group.key), report, { expiration });
+    await this.link.commands.set(this.keys.databaseHealth(group.db), report, { expiration });
   }
 
   /** A follower takes the leaseholder's report of the group's database health (none: its poller probes). */
@@ -432,6 +473,21 @@ export class Cluster implements GroupPolling {
     }
   }
 
+  /**
+   * A database none of this node's topics are in takes the report of whichever node polls one
+   * of its groups, so that every node's `/healthz` knows it without a probe of its own (none:
+   * no node polls it, and the poller probes it, as a single node does).
+   */
+  private async followDatabase(db: string): Promise<void> {
+    const text = await this.link.commands.get(this.keys.databaseHealth(db));
+    if (text === null) return;
+    try {
+      this.parts.adoptHealth(db, decodeDatabaseReport(text));
+    } catch (error) {
+      this.parts.logger.warn("cluster database report ignored", { db, error: (error as Error).message });
+    }
+  }
+
   /** Gives a lease up (the group has no topic here any more, or the node stops). */
   private async releaseLease(group: string): Promise<void> {
     this.dropLease(group, "released");
@@ -439,10 +495,11 @@ export class Cluster implements GroupPolling {
   }
 
   /** Forgets a lease: the topics held for peers are released. */
-  private dropLease(group: string, change: "lost" | "released"): void {
+  private dropLease(group: string, change: "lost" | "released" | "handed over", to?: string): void {
     if (!this.leases.delete(group)) return;
-    this.parts.metrics.inc("gatecast_cluster_lease_changes_total", { change });
-    this.parts.logger.info(`cluster lease ${change}`, { group });
+    this.interested.delete(group);
+    this.parts.metrics.inc("gatecast_cluster_lease_changes_total", { change: change.replace(" ", "_") });
+    this.parts.logger.info(`cluster lease ${change}`, to === undefined ? { group } : { group, to });
     const topics = this.parts.registry.group(group)?.topics;
     for (const topic of [...(topics?.values() ?? [])]) {
       if (topic.heldForPeers) this.parts.registry.release(topic);
@@ -457,12 +514,17 @@ export class Cluster implements GroupPolling {
     const members = await this.link.commands.zRangeByScore(key, now, "+inf");
     if (!this.leases.has(group.key)) return;
     const wanted = new Set<Unit>();
+    const nodes = new Set<string>();
     for (const member of members) {
       const parsed = parseMember(member);
       if (parsed === undefined) {
         this.parts.logger.warn("cluster interest entry ignored", { group: group.key, entry: member });
-      } else if (parsed.node !== this.node) wanted.add(parsed.unit);
+      } else if (parsed.node !== this.node) {
+        wanted.add(parsed.unit);
+        nodes.add(parsed.node);
+      }
     }
+    this.interested.set(group.key, nodes);
     for (const unit of wanted) this.parts.registry.hold(topicName(group.db, group.handle, unit));
     for (const [unit, topic] of [...group.topics]) {
       if (topic.heldForPeers && !wanted.has(unit)) this.parts.registry.release(topic);
@@ -473,7 +535,8 @@ export class Cluster implements GroupPolling {
 
   /**
    * Every beat: report or follow each group's database health, take free leases, give up empty
-   * ones; every refresh also: register the node and its interest, renew leases, read interest.
+   * ones, take the reports of databases without topics here; every refresh also: register the
+   * node and its interest, renew leases, read interest, hand a lease over.
    */
   private beat(): void {
     if (this.beating !== undefined || !this.link.up || this.stopped) return;
@@ -489,9 +552,11 @@ export class Cluster implements GroupPolling {
     const refresh = now >= this.nextRefresh;
     if (refresh) await this.register(now);
     const present = new Set<string>();
+    const watched = new Set<string>(); // databases with topics here
     for (const group of [...this.parts.registry.groups()]) {
       if (!this.parts.knows(group.db)) continue;
       present.add(group.key);
+      watched.add(group.db);
       const own = [...group.topics.values()].filter((topic) => topic.subscriptions.size > 0);
       if (own.length > 0) {
         if (refresh) await this.refreshInterest(group, own);
@@ -508,21 +573,68 @@ export class Cluster implements GroupPolling {
     for (const group of [...this.leases.keys()]) {
       if (!present.has(group)) await this.releaseLease(group);
     }
+    for (const db of this.parts.databases()) {
+      if (!watched.has(db)) await this.followDatabase(db);
+    }
     for (const group of [...this.listening]) {
       if (this.parts.registry.group(group) !== undefined) continue;
       this.listening.delete(group);
       await this.link.unsubscribe(this.keys.states(group));
     }
-    if (refresh) this.nextRefresh = now + this.refreshMs;
+    if (refresh) {
+      await this.balance(now);
+      this.nextRefresh = now + this.refreshMs;
+    }
   }
 
-  /** Registers this node again and counts its peers (each refresh). */
+  /** Registers this node and its load again and counts its peers (each refresh). */
   private async register(now: number): Promise<void> {
     const commands = this.link.commands;
     await commands.zAdd(this.keys.nodes, { score: this.expiry(), value: this.node });
     await commands.pExpire(this.keys.nodes, 3 * this.parts.settings.leaseMs);
     await commands.zRemRangeByScore(this.keys.nodes, "-inf", now);
     this.peers = Math.max(0, (await commands.zCard(this.keys.nodes)) - 1);
+    await this.sayLoad();
+  }
+
+  /** Tells the other nodes how many leases this node holds (each refresh, each lease taken). */
+  private async sayLoad(): Promise<void> {
+    await this.link.commands.set(this.keys.load(this.node), String(this.leases.size), {
+      expiration: { type: "PX", value: 3 * this.parts.settings.leaseMs },
+    });
+  }
+
+  /**
+   * Hands one lease to a live node holding at least two fewer, among those with topics in the
+   * group (`lease_balance.ts`), at most one a refresh. Live: registered within the last two
+   * refreshes, so that nothing is handed to a node that stopped beating.
+   */
+  private async balance(now: number): Promise<void> {
+    if (this.leases.size < 2) return;
+    const led = [...this.interested].map(([group, interested]) => ({ group, interested }));
+    const candidates = [...new Set(led.flatMap(({ interested }) => [...interested]))];
+    if (candidates.length === 0) return;
+    const commands = this.link.commands;
+    const seenSince = now + 3 * this.parts.settings.leaseMs - 2 * this.refreshMs;
+    const live = new Set(await commands.zRangeByScore(this.keys.nodes, seenSince, "+inf"));
+    const counted = candidates.filter((node) => live.has(node));
+    if (counted.length === 0) return;
+    const loads = new Map<string, number>();
+    const texts = await commands.mGet(counted.map((node) => this.keys.load(node)));
+    texts.forEach((text, i) => {
+      if (text !== null && Number.isSafeInteger(Number(text))) loads.set(counted[i], Number(text));
+    });
+    const handover = chooseHandover(this.leases.size, led, loads);
+    if (handover === undefined || !this.leases.has(handover.group)) return;
+    const { group, to } = handover;
+    const fence = await this.runScript(
+      HANDOVER_SCRIPT,
+      [this.keys.lease(group), this.keys.fence(group), this.keys.load(this.node), this.keys.load(to)],
+      [this.node, to, String(this.parts.settings.leaseMs)],
+    );
+    if (fence === 0) return; // lost meanwhile, or the taker is gone: the next refresh sees
+    this.dropLease(group, "handed over", to);
+    this.sendWake(group, "lease", to);
   }
 
   /** Registers the interest of this node's clients in a group again (each refresh). */
@@ -572,13 +684,16 @@ export class Cluster implements GroupPolling {
     );
   }
 
-  private sendWake(group: string, reason: WakeMessage["reason"]): void {
-    const message: WakeMessage = { group, reason, from: this.node };
+  private sendWake(group: string, reason: WakeMessage["reason"], to?: string): void {
+    const message: WakeMessage = { group, reason, from: this.node, ...(to === undefined ? {} : { to }) };
     this.track(this.link.commands.publish(this.keys.wake, JSON.stringify(message)));
     this.parts.metrics.inc("gatecast_cluster_messages_sent_total");
   }
 
-  /** Listens for wake requests: the leaseholder of the group reads its interest, or polls. */
+  /**
+   * Listens for wake requests: the leaseholder of the group reads its interest, or polls; the
+   * node a lease was handed to takes it.
+   */
   private async listenForWakes(): Promise<void> {
     await this.link.subscribe(this.keys.wake, (text) => {
       let message: WakeMessage;
@@ -588,7 +703,14 @@ export class Cluster implements GroupPolling {
         return;
       }
       const group = typeof message.group === "string" ? this.parts.registry.group(message.group) : undefined;
-      if (group === undefined || !this.leases.has(group.key)) return;
+      if (group === undefined) return;
+      if (message.reason === "lease") {
+        if (message.to !== this.node || this.leases.has(group.key)) return;
+        this.parts.metrics.inc("gatecast_cluster_messages_received_total");
+        this.track(this.acquire(group));
+        return;
+      }
+      if (!this.leases.has(group.key)) return;
       this.parts.metrics.inc("gatecast_cluster_messages_received_total");
       if (message.reason === "notify") this.parts.pollNow(group);
       else this.track(this.readInterest(group).catch(() => {}));

@@ -11,8 +11,11 @@
  *
  * A poll that changed varying cells only (the same shape as the state before it: the common
  * case, values moving under unchanged metadata) is published as those cells alone, `values`,
- * which a node holding the state before applies to it ({@link withValues}); the state hash
- * always keeps whole states ({@link encodeState}), for a node that holds another.
+ * which a node holding the state before applies to it ({@link withValues}). The state hash
+ * keeps, per topic, the last whole state ({@link encodeState}) and the latest values since it
+ * ({@link valuesField}): every varying cell, so that the two make the latest state
+ * ({@link latestState}) for a node that holds another, and the polling node encodes each
+ * changed topic once a poll, not its whole state every poll.
  */
 
 import { type Cell, LayoutError, layoutOf, rowKey, type RowSet } from "../handles/rows.ts";
@@ -20,8 +23,24 @@ import type { Stale } from "../hub/fanout.ts";
 import type { Topic } from "../hub/registry.ts";
 import { readVersioned } from "./versioned_json.ts";
 
-/** The version of the message format; a message of another version is refused (2: `values`). */
-export const SHARED_STATE_VERSION = 2;
+/**
+ * The version of the message format; a message of another version is refused (2: `values`;
+ * 3: the state hash keeps the latest values beside the last whole state).
+ */
+export const SHARED_STATE_VERSION = 3;
+
+/**
+ * The state hash's field for a topic's latest values since its last whole state (which is
+ * under the topic's key). A topic key has no space, so no topic's key is another's values field.
+ *
+ * @example
+ * ```ts
+ * valuesField("plant1/real/1"); // "plant1/real/1 values"
+ * ```
+ */
+export function valuesField(topicKey: string): string {
+  return `${topicKey} values`;
+}
 
 /** A topic's state as decoded from another node's message. */
 export interface SharedState {
@@ -141,6 +160,24 @@ export function withValues(held: RowSet, values: readonly Cell[]): RowSet {
     for (const column of varying) next[row * width + column] = values[at++];
   }
   return { shape, cells: next };
+}
+
+/**
+ * A topic's latest state from what the state hash keeps of it: its last whole state, and the
+ * latest values since (their rows are the whole state's with those values), when they follow it
+ * in the same epoch; else the whole state. Values are never older than the whole state they
+ * follow: the polling node writes each whole state and clears the values with it, and values
+ * only follow states of the same shape.
+ *
+ * @throws {SharedStateError} when the values do not fit the whole state's rows
+ */
+export function latestState(whole: SharedState, values: SharedState | undefined): SharedState {
+  if (
+    values?.values === undefined || whole.rows === undefined || values.topic !== whole.topic ||
+    values.epoch !== whole.epoch || values.seq <= whole.seq
+  ) return whole;
+  const { values: cells, ...head } = values;
+  return { ...head, rows: withValues(whole.rows, cells) };
 }
 
 /**

@@ -178,8 +178,8 @@ export const METRIC_FAMILIES: readonly FamilyInfo[] = [
     name: "gatecast_cluster_lease_changes_total",
     type: "counter",
     help:
-      "Cluster mode: leases acquired, lost (not renewed in time, Redis lost) and released (no topic left, stop).",
-    initial: [{ change: "acquired" }, { change: "lost" }, { change: "released" }],
+      "Cluster mode: leases acquired, lost (not renewed in time, Redis lost), released (no topic left, stop) and handed over (to a node holding fewer).",
+    initial: [{ change: "acquired" }, { change: "lost" }, { change: "released" }, { change: "handed_over" }],
   },
   {
     name: "gatecast_cluster_messages_sent_total",

@@ -9,11 +9,12 @@ import { createClient } from "redis";
 import {
   ACQUIRE_SCRIPT,
   ClusterKeys,
+  HANDOVER_SCRIPT,
   PUBLISH_SCRIPT,
   RELEASE_SCRIPT,
   RENEW_SCRIPT,
 } from "../../lib/cluster/cluster_keys.ts";
-import { readStateBatch } from "../../lib/cluster/shared_state.ts";
+import { readStateBatch, valuesField } from "../../lib/cluster/shared_state.ts";
 import { waitFor } from "../support/app.ts";
 import { testRedis, uniquePrefix } from "../support/redis.ts";
 
@@ -27,7 +28,9 @@ Deno.test("every key and channel of a cluster lies under its prefix", () => {
   assert.equal(keys.interest(GROUP), "gatecast:interest:plant1/real");
   assert.equal(keys.state(GROUP), "gatecast:state:plant1/real");
   assert.equal(keys.health(GROUP), "gatecast:health:plant1/real");
+  assert.equal(keys.databaseHealth("plant1"), "gatecast:db-health:plant1");
   assert.equal(keys.nodes, "gatecast:nodes");
+  assert.equal(keys.load("node-a"), "gatecast:load:node-a");
   assert.equal(keys.states("plant1/real"), "gatecast:states:plant1/real");
   assert.equal(keys.wake, "gatecast:wake");
 });
@@ -50,12 +53,13 @@ async function leases() {
     acquire: (node: string, ms: number) => run([ACQUIRE_SCRIPT, "2", lease, fence, node, String(ms)]),
     renew: (node: string, ms: number) => run([RENEW_SCRIPT, "1", lease, node, String(ms)]),
     release: (node: string) => run([RELEASE_SCRIPT, "1", lease, node]),
-    /** Publishes (topic key, state) pairs under the lease as `node`. */
-    /** Runs PUBLISH_SCRIPT with (topic, whole state, change) triples. */
+    handover: (from: string, to: string, ms: number) =>
+      run([HANDOVER_SCRIPT, "4", lease, fence, keys.load(from), keys.load(to), from, to, String(ms)]),
+    /** Runs PUBLISH_SCRIPT as `node` with (topic, `state` or `values`, text) triples. */
     publish: (node: string, states: [string, string, string][]) =>
       run([PUBLISH_SCRIPT, "2", lease, keys.state(GROUP), node, keys.states(GROUP), ...states.flat()]),
     async close() {
-      await client.del([lease, fence, keys.state(GROUP)]);
+      await client.del([lease, fence, keys.state(GROUP), keys.load("node-a"), keys.load("node-b")]);
       client.destroy();
       assert.deepEqual(errors, []);
     },
@@ -69,7 +73,6 @@ Deno.test("ACQUIRE takes a free lease with fence 1, refuses a second node with 0
     assert.equal(await t.client.get(t.lease), "node-a");
     assert.equal(await t.client.get(t.fence), "1");
     assert.equal(await t.acquire("node-b", 200), 0);
-    assert.equal(await t.acquire("node-a", 200), 0, "not even its holder takes a held lease again");
     assert.equal(await t.client.get(t.lease), "node-a");
     assert.equal(await t.client.get(t.fence), "1");
     await waitFor("the lease to expire", async () => (await t.client.exists(t.lease)) === 0, 2000);
@@ -77,6 +80,48 @@ Deno.test("ACQUIRE takes a free lease with fence 1, refuses a second node with 0
     assert.equal(await t.client.get(t.lease), "node-b");
     // The fence outlives the lease: it counts every lease ever taken.
     assert.equal(await t.client.pTTL(t.fence), -1);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("ACQUIRE of a lease already the node's (handed to it) extends it and answers its fence, without a new one", async () => {
+  const t = await leases();
+  try {
+    assert.equal(await t.acquire("node-a", 200), 1);
+    assert.equal(await t.acquire("node-a", 60_000), 1);
+    assert.equal(await t.client.get(t.fence), "1");
+    const ttl = await t.client.pTTL(t.lease);
+    assert.ok(ttl > 59_000 && ttl <= 60_000, `PTTL ${ttl} after taking it again for 60 s`);
+    // A lease whose fence was lost (a Redis emptied under it) gets a fence again, never 0.
+    await t.client.del(t.fence);
+    assert.equal(await t.acquire("node-a", 60_000), 1);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("HANDOVER gives the giver's lease to a taker with a load, under a new fence, and moves one lease between their loads", async () => {
+  const t = await leases();
+  const loadA = t.keys.load("node-a"), loadB = t.keys.load("node-b");
+  try {
+    assert.equal(await t.acquire("node-a", 60_000), 1);
+    assert.equal(await t.handover("node-a", "node-b", 60_000), 0, "a taker without a load is not live");
+    assert.equal(await t.client.get(t.lease), "node-a");
+    await t.client.set(loadA, "2", { expiration: { type: "PX", value: 60_000 } });
+    await t.client.set(loadB, "0", { expiration: { type: "PX", value: 60_000 } });
+    assert.equal(await t.handover("node-b", "node-a", 60_000), 0, "only the holder hands its lease over");
+    assert.equal(await t.client.get(t.fence), "1");
+    assert.equal(await t.handover("node-a", "node-b", 5_000), 2);
+    assert.equal(await t.client.get(t.lease), "node-b");
+    assert.equal(await t.client.get(t.fence), "2");
+    const ttl = await t.client.pTTL(t.lease);
+    assert.ok(ttl > 4_000 && ttl <= 5_000, `PTTL ${ttl}: the taker has the whole lease to take it`);
+    assert.deepEqual([await t.client.get(loadA), await t.client.get(loadB)], ["1", "1"]);
+    assert.ok(await t.client.pTTL(loadB) > 50_000, "the loads keep their expiry");
+    // The giver can no longer renew it; the taker takes it with the handover's fence.
+    assert.equal(await t.renew("node-a", 60_000), 0);
+    assert.equal(await t.acquire("node-b", 60_000), 2);
   } finally {
     await t.close();
   }
@@ -118,7 +163,7 @@ Deno.test("RELEASE deletes the lease only for its holder", async () => {
   }
 });
 
-Deno.test("PUBLISH keeps each whole state and publishes the changes in one message, in order, for the leaseholder only; another node's writes nothing", async () => {
+Deno.test("PUBLISH keeps each whole state, and the values since beside it, and publishes every text in one message, in order, for the leaseholder only", async () => {
   const t = await leases();
   const listener = t.client.duplicate();
   listener.on("error", () => {});
@@ -129,35 +174,49 @@ Deno.test("PUBLISH keeps each whole state and publishes the changes in one messa
       heard.push([channel, message]);
     });
     assert.equal(await t.acquire("node-a", 60_000), 1);
-    const states: [string, string, string][] = [
-      ["plant1/real/1", "s1", "c1"],
-      ["plant1/real/2", "s2", "c2"],
-      ["plant1/real/1", "s3", "c3"],
+    const first: [string, string, string][] = [
+      ["plant1/real/1", "state", "s1"],
+      ["plant1/real/2", "state", "s2"],
+      ["plant1/real/1", "values", "v1"],
     ];
-    assert.equal(await t.publish("node-a", states), 3);
+    assert.equal(await t.publish("node-a", first), 3);
     await waitFor("the message", () => heard.length === 1, 2000);
     assert.deepEqual(heard, [[
       t.keys.states(GROUP),
-      "plant1/real/1\nc1\nplant1/real/2\nc2\nplant1/real/1\nc3",
+      "plant1/real/1\ns1\nplant1/real/2\ns2\nplant1/real/1\nv1",
     ]]);
-    assert.deepEqual(readStateBatch(heard[0][1]), states.map(([key, _, change]) => [key, change]));
-    // The hash keeps each topic's latest whole state, not its change.
+    assert.deepEqual(readStateBatch(heard[0][1]), first.map(([key, _, text]) => [key, text]));
     assert.deepEqual(await t.client.hGetAll(t.keys.state(GROUP)), {
-      "plant1/real/1": "s3",
+      "plant1/real/1": "s1",
+      [valuesField("plant1/real/1")]: "v1",
       "plant1/real/2": "s2",
     });
-    // A node that is not (or no longer) the leaseholder publishes nothing and keeps nothing.
-    assert.equal(await t.publish("node-b", [["plant1/real/3", "from b", "b"]]), 0);
-    assert.equal(await t.publish("node-a", []), 0, "an empty batch publishes nothing");
-    await t.release("node-a");
-    assert.equal(await t.publish("node-a", [["plant1/real/2", "late", "l"]]), 0);
-    // A message published after the refused ones arrives: nothing else came before it.
-    await t.client.publish(t.keys.states(GROUP), "marker");
-    await waitFor("the marker", () => heard.length === 2, 2000);
-    assert.deepEqual(heard[1], [t.keys.states(GROUP), "marker"]);
+    // Later values replace the values kept; a whole state clears them, even within one batch.
+    const second: [string, string, string][] = [
+      ["plant1/real/2", "values", "v2"],
+      ["plant1/real/1", "values", "v9"],
+      ["plant1/real/1", "state", "s3"],
+    ];
+    assert.equal(await t.publish("node-a", second), 3);
     assert.deepEqual(await t.client.hGetAll(t.keys.state(GROUP)), {
       "plant1/real/1": "s3",
       "plant1/real/2": "s2",
+      [valuesField("plant1/real/2")]: "v2",
+    });
+    await waitFor("the second message", () => heard.length === 2, 2000);
+    // A node that is not (or no longer) the leaseholder publishes nothing and keeps nothing.
+    assert.equal(await t.publish("node-b", [["plant1/real/3", "state", "from b"]]), 0);
+    assert.equal(await t.publish("node-a", []), 0, "an empty batch publishes nothing");
+    await t.release("node-a");
+    assert.equal(await t.publish("node-a", [["plant1/real/2", "values", "late"]]), 0);
+    // A message published after the refused ones arrives: nothing else came before it.
+    await t.client.publish(t.keys.states(GROUP), "marker");
+    await waitFor("the marker", () => heard.length === 3, 2000);
+    assert.deepEqual(heard[2], [t.keys.states(GROUP), "marker"]);
+    assert.deepEqual(await t.client.hGetAll(t.keys.state(GROUP)), {
+      "plant1/real/1": "s3",
+      "plant1/real/2": "s2",
+      [valuesField("plant1/real/2")]: "v2",
     });
   } finally {
     listener.destroy();

@@ -12,6 +12,7 @@ import { startThrowawayRedis, testRedis, uniquePrefix } from "../support/redis.t
 import { waitFor } from "../support/app.ts";
 import { PUBLISH_BATCH } from "../../lib/cluster/cluster.ts";
 import { ClusterKeys } from "../../lib/cluster/cluster_keys.ts";
+import { valuesField } from "../../lib/cluster/shared_state.ts";
 import { type Frame, TestClient } from "../support/ws_client.ts";
 
 const TOPIC = "plant1/real/1";
@@ -538,6 +539,149 @@ Deno.test("values change by change; a follower that missed one reads the whole s
   } finally {
     for (const c of clients) c.close();
     await stopAll(nodes);
+    await client.del(await client.keys(`${prefix}*`)).catch(() => {});
+    client.destroy();
+    await db.drop();
+  }
+});
+
+Deno.test("leases spread: a node that took every group hands leases over until each node polls one, its clients kept in order", async () => {
+  const db = await plant(1);
+  const redis = await testRedis();
+  const databases = { plant1: db.settings, plant2: db.settings, plant3: db.settings };
+  const topics = ["plant1/real/1", "plant2/real/1", "plant3/real/1"];
+  const prefix = uniquePrefix();
+  const nodes = await startNodes(db, redis.url, ["a"], { databases }, LEASE_MS, prefix);
+  const clients: TestClient[] = [];
+  try {
+    const first = await TestClient.open(`ws://127.0.0.1:${nodes[0].port}/ws`, "gatecast.v1");
+    clients.push(first);
+    first.send({ type: "subscribe", id: 1, topics });
+    const last = new Map<string, Frame>();
+    while (last.size < topics.length) {
+      const frame = await first.next();
+      if (frame.type === "snapshot") last.set(frame.topic, frame);
+    }
+    await waitFor(
+      "a to poll all three groups",
+      async () => (await health(nodes[0])).cluster.leases.length === 3,
+    );
+    nodes.push(...await startNodes(db, redis.url, ["b", "c"], { databases }, LEASE_MS, prefix));
+    for (const node of nodes.slice(1)) await holding(node, topics, clients);
+    await waitFor("each node to poll one group", async () => {
+      const reports = await Promise.all(nodes.map(health));
+      return reports.every((report) => report.cluster.leases.length === 1);
+    }, 10_000);
+    assert.equal(await metric(nodes[0], 'gatecast_cluster_lease_changes_total{change="handed_over"}'), 2);
+    assert.equal(
+      nodes[0].stderr.filter((line) => line.includes('"msg":"cluster lease handed over"')).length,
+      2,
+    );
+    // a's client saw the groups move as a new epoch each (a fresh snapshot), never a gap; and
+    // every client of every node gets the next value of every topic.
+    await db.setData("GW1", { ua: 4 });
+    const seen = new Map<string, Frame[]>(topics.map((topic) => [topic, []]));
+    while ([...seen.values()].some((frames) => uaOf(frames.at(-1) ?? {}) !== 4)) {
+      const frame = await first.next();
+      if (frame.type === "snapshot" || frame.type === "update") seen.get(frame.topic)!.push(frame);
+    }
+    const moved = [...seen.values()].filter((frames) => frames.some((frame) => frame.type === "snapshot"));
+    assert.equal(moved.length, 2, "two groups moved: their topics start again in a new epoch");
+    for (const topic of topics) assertNoGap(last.get(topic)!, seen.get(topic)!);
+    for (const client of clients.slice(1)) {
+      const values = new Map<string, unknown>();
+      while (topics.some((topic) => values.get(topic) !== 4)) {
+        const frame = await client.next();
+        if (frame.type === "snapshot" || frame.type === "update") values.set(frame.topic, uaOf(frame));
+      }
+    }
+    const changes = (node: GatecastProcess, change: string) =>
+      metric(node, `gatecast_cluster_lease_changes_total{change="${change}"}`);
+    assert.deepEqual(
+      await Promise.all(
+        nodes.map(async (node) => [await changes(node, "acquired"), await changes(node, "lost")]),
+      ),
+      [[3, 0], [1, 0], [1, 0]],
+    );
+    assert.deepEqual(
+      (await Promise.all(nodes.map(health))).map((report) => report.cluster.leases.length),
+      [1, 1, 1],
+    );
+  } finally {
+    for (const client of clients) client.close();
+    await stopAll(nodes);
+    await db.drop();
+  }
+});
+
+Deno.test("a database none of a node's clients watch is not probed by it while another node polls one of its groups", async () => {
+  const db = await plant(1);
+  const redis = await testRedis();
+  const databases = { plant1: db.settings, plant2: db.settings };
+  const nodes = await startNodes(db, redis.url, ["a", "b"], { databases });
+  const [a, b] = nodes;
+  const clients: TestClient[] = [];
+  try {
+    await holding(a, ["plant1/real/1", "plant2/real/1"], clients);
+    await holding(b, ["plant1/real/1"], clients);
+    const queriesOfPlant2 = () => metric(b, 'gatecast_db_queries_total{db="plant2"}');
+    // b polls nothing of plant2 and follows no group of it: it takes a's report of the database.
+    await waitFor("b to stop probing plant2", async () => {
+      const before = await queriesOfPlant2();
+      const polls = await metric(a, "gatecast_poll_duration_seconds_count");
+      await waitFor(
+        "three polls of a",
+        async () => await metric(a, "gatecast_poll_duration_seconds_count") >= polls + 3,
+      );
+      return await queriesOfPlant2() === before;
+    }, 10_000);
+    const reported = (await health(b)).databases.plant2;
+    assert.equal(reported.healthy, true);
+    assert.ok(Date.parse(reported.lastGoodPoll) > Date.now() - 3 * POLL_MS, JSON.stringify(reported));
+    assert.ok(await queriesOfPlant2() <= 3, "at most the probes of its first ticks");
+  } finally {
+    for (const client of clients) client.close();
+    await stopAll(nodes);
+    await db.drop();
+  }
+});
+
+Deno.test("a node's first subscriber after changes of values alone gets the latest state from the hash's whole state and the values since", async () => {
+  const db = await plant(1);
+  const redis = await testRedis();
+  const prefix = uniquePrefix();
+  const keys = new ClusterKeys(prefix);
+  const [a, b] = await startNodes(db, redis.url, ["a", "b"], {}, LEASE_MS, prefix);
+  const client = createClient({ url: redis.url, disableOfflineQueue: true });
+  client.on("error", () => {});
+  const clients: TestClient[] = [];
+  try {
+    await client.connect();
+    const first = await subscriber(a);
+    clients.push(first.client);
+    assert.equal(await leaseholder([a, b]), a, "the only node with a client polls");
+    let last = first.snapshot;
+    for (const ua of [2, 3]) {
+      await db.setData("GW1", { ua });
+      last = (await untilValue(first.client, ua)).at(-1)!;
+    }
+    assert.equal(last.type, "update");
+    // The hash holds the first poll's whole state, and beside it the values of the latest.
+    const kept = await client.hmGet(keys.state("plant1/real"), [TOPIC, valuesField(TOPIC)]);
+    const [whole, values] = kept.map((text) => JSON.parse(text!));
+    assert.deepEqual([whole.seq, whole.rows.cells.includes(1)], [first.snapshot.seq, true]);
+    assert.deepEqual([values.seq, values.values], [last.seq, [3]]);
+    const second = await subscriber(b);
+    clients.push(second.client);
+    assert.deepEqual([second.snapshot.seq, second.snapshot.epoch, uaOf(second.snapshot)], [
+      last.seq,
+      last.epoch,
+      3,
+    ]);
+    assert.equal(await metric(b, "gatecast_poll_duration_seconds_count"), 0, "no query of its own");
+  } finally {
+    for (const c of clients) c.close();
+    await stopAll([a, b]);
     await client.del(await client.keys(`${prefix}*`)).catch(() => {});
     client.destroy();
     await db.drop();

@@ -10,9 +10,11 @@ import {
   decodeState,
   encodeChange,
   encodeState,
+  latestState,
   readStateBatch,
   SHARED_STATE_VERSION,
   SharedStateError,
+  valuesField,
   withValues,
 } from "../../lib/cluster/shared_state.ts";
 import { type Cell, layoutOf, rowKey, type RowSet, type Shape } from "../../lib/handles/rows.ts";
@@ -205,10 +207,10 @@ Deno.test("a message that is JSON but not an object is refused", () => {
 });
 
 Deno.test("a message of another version is refused, naming both versions", () => {
-  refused(JSON.stringify({ ...message(), v: 1 }), "shared state of version 1; this node reads 2");
-  refused(JSON.stringify({ ...message(), v: "2" }), 'shared state of version "2"; this node reads 2');
+  refused(JSON.stringify({ ...message(), v: 2 }), "shared state of version 2; this node reads 3");
+  refused(JSON.stringify({ ...message(), v: "3" }), 'shared state of version "3"; this node reads 3');
   const { v: _, ...unversioned } = message();
-  refused(JSON.stringify(unversioned), "shared state of version undefined; this node reads 2");
+  refused(JSON.stringify(unversioned), "shared state of version undefined; this node reads 3");
 });
 
 Deno.test("a message with a field missing or of the wrong type is refused, naming the field", () => {
@@ -438,4 +440,24 @@ Deno.test("values reach a follower's subscribers as the polling node's own frame
   assert.equal(topic.feed.varyingOnly, true, "a follower that leads later shares values too");
   assert.deepEqual(peer.frames().map((frame) => frame.type), ["snapshot", "update"]);
   assert.deepEqual(peer.sent, pollingPeer.sent);
+});
+
+Deno.test("the state hash's whole state and the values since make the latest state; values that do not follow it are left", () => {
+  const topic = polledTopic(CELLS);
+  const whole = decodeState(encodeState(topic, "node-a", 7));
+  const next = pollAgain(topic, 2000);
+  const values = decodeState(encodeChange(topic, "node-a", 7));
+  const latest = latestState(whole, values);
+  assert.deepEqual(latest.rows!.cells, next);
+  assert.equal(latest.rows!.shape, whole.rows!.shape);
+  assert.deepEqual([latest.seq, latest.ts, latest.epoch, latest.values], [2, 2000, whole.epoch, undefined]);
+  assert.equal(latestState(whole, undefined), whole);
+  assert.equal(latestState(whole, { ...values, seq: whole.seq }), whole, "not after it");
+  assert.equal(latestState(whole, { ...values, epoch: "another" }), whole, "another epoch");
+  assert.equal(latestState(whole, decodeState(encodeState(topic, "node-a", 7))), whole, "not values");
+  assert.throws(() => latestState(whole, { ...values, values: [1] }), {
+    name: "SharedStateError",
+    message: "shared state: 1 values for 2 rows of 2 varying columns",
+  });
+  assert.equal(valuesField("plant1/tanks/north"), "plant1/tanks/north values");
 });
