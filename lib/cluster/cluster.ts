@@ -702,19 +702,29 @@ export class Cluster implements GroupPolling {
       } catch {
         return;
       }
-      const group = typeof message.group === "string" ? this.parts.registry.group(message.group) : undefined;
-      if (group === undefined) return;
+      if (typeof message?.group !== "string") return; // not a wake (JSON null, a number, …)
       if (message.reason === "lease") {
-        if (message.to !== this.node || this.leases.has(group.key)) return;
-        this.parts.metrics.inc("gatecast_cluster_messages_received_total");
-        this.track(this.acquire(group));
+        if (message.to === this.node) this.takeHandedLease(message.group);
         return;
       }
-      if (!this.leases.has(group.key)) return;
+      const group = this.parts.registry.group(message.group);
+      if (group === undefined || !this.leases.has(group.key)) return;
       this.parts.metrics.inc("gatecast_cluster_messages_received_total");
       if (message.reason === "notify") this.parts.pollNow(group);
       else this.track(this.readInterest(group).catch(() => {}));
     });
+  }
+
+  /**
+   * Takes a lease another node handed to this one; one of a group whose last topic left here
+   * meanwhile goes back at once (its other nodes take it at their next beat), not when it expires.
+   */
+  private takeHandedLease(key: string): void {
+    if (this.leases.has(key)) return;
+    this.parts.metrics.inc("gatecast_cluster_messages_received_total");
+    const group = this.parts.registry.group(key);
+    if (group !== undefined) this.track(this.acquire(group));
+    else this.track(this.runScript(RELEASE_SCRIPT, [this.keys.lease(key)], [this.node]));
   }
 
   private expiry(): number {

@@ -686,3 +686,31 @@ Deno.test("a node's first subscriber after changes of values alone gets the late
     await db.drop();
   }
 });
+
+Deno.test("a lease handed to a node whose clients of the group left meanwhile goes back at once; wakes that are not wakes are dropped", async () => {
+  const db = await plant(1);
+  const redis = await testRedis();
+  const prefix = uniquePrefix();
+  const keys = new ClusterKeys(prefix);
+  const nodes = await startNodes(db, redis.url, ["b"], {}, LEASE_MS, prefix);
+  const client = createClient({ url: redis.url, disableOfflineQueue: true });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    // As HANDOVER_SCRIPT leaves it: the lease is b's for a long while, and b is told to take it.
+    await client.set(keys.lease("plant1/real"), "b", { expiration: { type: "PX", value: 60_000 } });
+    const wake = JSON.stringify({ group: "plant1/real", reason: "lease", from: "a", to: "b" });
+    await waitFor("b to give back a lease of a group it has no topic in", async () => {
+      // Messages that are not wakes come first each time: b drops them and still hears the wake.
+      for (const text of ["null", "7", "[]", "{}", "not json"]) await client.publish(keys.wake, text);
+      // Wakes before b listens are lost, as on pub/sub: tell it until it acts.
+      await client.publish(keys.wake, wake);
+      return await client.exists(keys.lease("plant1/real")) === 0;
+    }, 5000);
+  } finally {
+    await stopAll(nodes);
+    await client.del(await client.keys(`${prefix}*`)).catch(() => {});
+    client.destroy();
+    await db.drop();
+  }
+});
