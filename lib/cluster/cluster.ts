@@ -63,7 +63,6 @@ import { RedisLink } from "./redis_link.ts";
 import {
   decodeState,
   encodeChange,
-  encodeState,
   latestState,
   readStateBatch,
   type SharedState,
@@ -233,10 +232,8 @@ export class Cluster implements GroupPolling {
     for (let start = 0; start < topics.length; start += PUBLISH_BATCH) {
       const args = [this.node, this.keys.states(group.key)];
       for (const topic of topics.slice(start, start + PUBLISH_BATCH)) {
-        // Each changed topic encoded once: its values alone, or its whole state.
-        if (topic.feed.varyingOnly) {
-          args.push(topic.name.key, "values", encodeChange(topic, this.node, lease.fence));
-        } else args.push(topic.name.key, "state", encodeState(topic, this.node, lease.fence));
+        const change = encodeChange(topic, this.node, lease.fence); // once a topic a poll
+        args.push(topic.name.key, change.kind, change.text);
       }
       this.track(
         this.runScript(PUBLISH_SCRIPT, keys, args).then((sent) => {

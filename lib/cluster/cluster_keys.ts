@@ -122,9 +122,8 @@ return 0`;
 
 /**
  * KEYS[1] lease, KEYS[2] state hash; ARGV[1] node, ARGV[2] the group's states channel, then
- * (topic key, kind, text) triples: kind `state` for a whole state (`shared_state.ts`
- * `encodeState`), `values` for values alone (`encodeChange` of a poll that changed nothing
- * else). While the lease is the node's, keeps each whole state under its topic's key in the
+ * (topic key, kind, text) triples, as `shared_state.ts` `encodeChange` makes them: kind `state`
+ * for a whole state, `values` for values alone (a poll that changed nothing else). While the lease is the node's, keeps each whole state under its topic's key in the
  * hash (clearing the values kept beside it) and each values under the topic's values field
  * (`valuesField`), and publishes every text in ONE message on the channel, a line a key and a
  * line a text, in order (`shared_state.ts` `readStateBatch`; of two texts of one topic, the

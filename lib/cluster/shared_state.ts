@@ -105,25 +105,34 @@ export function encodeState(topic: Topic, node: string, fence: number): string {
   });
 }
 
+/** A topic's latest change as the polling node shares it: its values alone, or its whole state. */
+export interface SharedChange {
+  /** `values`: the varying cells alone ({@link withValues}); `state`: the whole state ({@link encodeState}). */
+  readonly kind: "values" | "state";
+  /** The message. */
+  readonly text: string;
+}
+
 /**
  * Encodes a topic's latest change, as the node that polls its group publishes it after a poll:
  * its varying cells alone when they are all that changed (`Feed.varyingOnly`, fanout.ts), else its
- * whole state ({@link encodeState}).
+ * whole state ({@link encodeState}). The kind tells the state hash where to keep it.
  *
  * @param topic a topic with rows or a `stale` reason
  * @param node this node's name
  * @param fence this node's lease fence for the topic's group
  */
-export function encodeChange(topic: Topic, node: string, fence: number): string {
+export function encodeChange(topic: Topic, node: string, fence: number): SharedChange {
   const feed = topic.feed;
-  if (!feed.varyingOnly) return encodeState(topic, node, fence);
+  if (!feed.varyingOnly) return { kind: "state", text: encodeState(topic, node, fence) };
   const { shape: { layout, keys }, cells } = feed.rows!;
   const width = layout.columns.length;
   const values: Cell[] = [];
   for (let row = 0; row < keys.length; row++) {
     for (const column of layout.varying) values.push(cells[row * width + column]);
   }
-  return JSON.stringify({ ...headOf(topic, node, fence), ts: feed.ts, values, ...missingOf(values) });
+  const text = JSON.stringify({ ...headOf(topic, node, fence), ts: feed.ts, values, ...missingOf(values) });
+  return { kind: "values", text };
 }
 
 function headOf(topic: Topic, node: string, fence: number) {

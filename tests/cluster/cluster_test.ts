@@ -153,6 +153,18 @@ function messageCounts(holder: GatecastProcess, follower: GatecastProcess): Prom
   ]);
 }
 
+/** A Redis client of the test's own and the keys under `prefix`; `close` deletes those keys. */
+async function inspector(url: string, prefix: string) {
+  const client = createClient({ url, disableOfflineQueue: true });
+  client.on("error", () => {});
+  await client.connect();
+  const close = async () => {
+    await client.del(await client.keys(`${prefix}*`)).catch(() => {});
+    client.destroy();
+  };
+  return { client, keys: new ClusterKeys(prefix), close };
+}
+
 /** Every frame follows the one before it: the next `seq` of the same epoch, or a snapshot. */
 function assertNoGap(previous: Frame, frames: Frame[]): void {
   let last = previous;
@@ -495,13 +507,10 @@ Deno.test("values change by change; a follower that missed one reads the whole s
   const db = await plant(1);
   const redis = await testRedis();
   const prefix = uniquePrefix();
-  const keys = new ClusterKeys(prefix);
+  const { client, keys, close } = await inspector(redis.url, prefix);
   const nodes = await startNodes(db, redis.url, ["a", "b"], {}, LEASE_MS, prefix);
-  const client = createClient({ url: redis.url, disableOfflineQueue: true });
-  client.on("error", () => {});
   const clients: TestClient[] = [];
   try {
-    await client.connect();
     const first = await subscriber(nodes[0]);
     clients.push(first.client);
     const holder = await leaseholder(nodes);
@@ -539,8 +548,7 @@ Deno.test("values change by change; a follower that missed one reads the whole s
   } finally {
     for (const c of clients) c.close();
     await stopAll(nodes);
-    await client.del(await client.keys(`${prefix}*`)).catch(() => {});
-    client.destroy();
+    await close();
     await db.drop();
   }
 });
@@ -649,13 +657,10 @@ Deno.test("a node's first subscriber after changes of values alone gets the late
   const db = await plant(1);
   const redis = await testRedis();
   const prefix = uniquePrefix();
-  const keys = new ClusterKeys(prefix);
+  const { client, keys, close } = await inspector(redis.url, prefix);
   const [a, b] = await startNodes(db, redis.url, ["a", "b"], {}, LEASE_MS, prefix);
-  const client = createClient({ url: redis.url, disableOfflineQueue: true });
-  client.on("error", () => {});
   const clients: TestClient[] = [];
   try {
-    await client.connect();
     const first = await subscriber(a);
     clients.push(first.client);
     assert.equal(await leaseholder([a, b]), a, "the only node with a client polls");
@@ -681,8 +686,7 @@ Deno.test("a node's first subscriber after changes of values alone gets the late
   } finally {
     for (const c of clients) c.close();
     await stopAll([a, b]);
-    await client.del(await client.keys(`${prefix}*`)).catch(() => {});
-    client.destroy();
+    await close();
     await db.drop();
   }
 });
@@ -691,12 +695,9 @@ Deno.test("a lease handed to a node whose clients of the group left meanwhile go
   const db = await plant(1);
   const redis = await testRedis();
   const prefix = uniquePrefix();
-  const keys = new ClusterKeys(prefix);
+  const { client, keys, close } = await inspector(redis.url, prefix);
   const nodes = await startNodes(db, redis.url, ["b"], {}, LEASE_MS, prefix);
-  const client = createClient({ url: redis.url, disableOfflineQueue: true });
-  client.on("error", () => {});
   try {
-    await client.connect();
     // As HANDOVER_SCRIPT leaves it: the lease is b's for a long while, and b is told to take it.
     await client.set(keys.lease("plant1/real"), "b", { expiration: { type: "PX", value: 60_000 } });
     const wake = JSON.stringify({ group: "plant1/real", reason: "lease", from: "a", to: "b" });
@@ -709,8 +710,7 @@ Deno.test("a lease handed to a node whose clients of the group left meanwhile go
     }, 5000);
   } finally {
     await stopAll(nodes);
-    await client.del(await client.keys(`${prefix}*`)).catch(() => {});
-    client.destroy();
+    await close();
     await db.drop();
   }
 });

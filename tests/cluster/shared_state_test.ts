@@ -337,7 +337,9 @@ Deno.test("a poll that changed varying cells only is shared as those cells, whic
   const topic = polledTopic(CELLS);
   const held = decodeState(encodeState(topic, "node-a", 7)).rows!;
   const next = pollAgain(topic);
-  const text = encodeChange(topic, "node-a", 7);
+  const change = encodeChange(topic, "node-a", 7);
+  assert.equal(change.kind, "values");
+  const text = change.text;
   // level_m and alarm of each row, in row order; no layout, no keys, no metadata.
   assert.deepEqual(JSON.parse(text), {
     v: SHARED_STATE_VERSION,
@@ -364,7 +366,7 @@ Deno.test("a varying cell with no value travels in the values' missing list", ()
   const shape = { layout, keys: [rowKey([1], 0, layout.keyIndexes)] };
   publishPoll(topic, { shape, cells: [1, 20] }, 1000);
   publishPoll(topic, { shape, cells: [1, undefined] }, 2000);
-  const text = encodeChange(topic, "node-a", 1);
+  const text = encodeChange(topic, "node-a", 1).text;
   assert.deepEqual(JSON.parse(text).values, [null]);
   assert.deepEqual(JSON.parse(text).missing, [0]);
   const values = decodeState(text).values!;
@@ -374,30 +376,35 @@ Deno.test("a varying cell with no value travels in the values' missing list", ()
 
 Deno.test("a first poll, a new shape, a stale topic, its recovery and a new epoch are shared whole", () => {
   const topic = polledTopic(CELLS);
-  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1)).rows, "the first poll");
+  const kind = () => encodeChange(topic, "node-a", 1).kind;
+  assert.equal(kind(), "state", "the first poll");
   pollAgain(topic);
-  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1)).values, "then values");
+  assert.equal(kind(), "values", "then values");
   // The same cells under a shape of their own: the handle saw its metadata change.
   publishPoll(topic, tankRows(CELLS), 3000);
-  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1)).rows, "a new shape");
+  assert.equal(kind(), "state", "a new shape");
   publishStale(topic, { code: "SOURCE_UNAVAILABLE", message: "down" });
-  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1)).stale, "stale");
+  assert.equal(kind(), "state", "stale");
+  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1).text).stale);
   pollAgain(topic, 4000);
-  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1)).rows, "recovered from stale");
+  assert.equal(kind(), "state", "recovered from stale");
   pollAgain(topic, 5000);
   topic.feed.restart("another-epoch");
-  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1)).rows, "a new epoch not yet numbered");
+  assert.equal(kind(), "state", "a new epoch not yet numbered");
   pollAgain(topic, 6000);
-  assert.ok(JSON.parse(encodeChange(topic, "node-a", 1)).rows, "the first state of the new epoch");
-  // Each whole state is the state hash's own: encodeChange said nothing else.
-  assert.equal(encodeChange(topic, "node-a", 1), encodeState(topic, "node-a", 1));
+  assert.equal(kind(), "state", "the first state of the new epoch");
+  // A whole state is the state hash's own message, with nothing else.
+  assert.deepEqual(encodeChange(topic, "node-a", 1), {
+    kind: "state",
+    text: encodeState(topic, "node-a", 1),
+  });
 });
 
 Deno.test("values that are not scalars, or not one per varying cell of the held rows, are refused", () => {
   const topic = polledTopic(CELLS);
   pollAgain(topic);
   // deno-lint-ignore no-explicit-any
-  const change = (): any => JSON.parse(encodeChange(topic, "node-a", 1));
+  const change = (): any => JSON.parse(encodeChange(topic, "node-a", 1).text);
   for (
     const [spoil, expected] of [
       [(m: Record<string, unknown>) => m.values = "3.5", "shared state: values must be an array"],
@@ -431,10 +438,10 @@ Deno.test("values reach a follower's subscribers as the polling node's own frame
   const following = new Registry();
   const peer = new FakePeer();
   const topic = following.subscribe(NAME, peer, rowsV1).topic;
-  const first = decodeState(encodeChange(polled, "node-a", 1));
+  const first = decodeState(encodeChange(polled, "node-a", 1).text);
   publishAdopted(topic, { rows: first.rows!, seq: first.seq, epoch: first.epoch, ts: first.ts });
   pollAgain(polled);
-  const second = decodeState(encodeChange(polled, "node-a", 1));
+  const second = decodeState(encodeChange(polled, "node-a", 1).text);
   const rows = withValues(topic.feed.rows!, second.values!);
   assert.equal(publishAdopted(topic, { rows, seq: second.seq, epoch: second.epoch, ts: second.ts }), true);
   assert.equal(topic.feed.varyingOnly, true, "a follower that leads later shares values too");
@@ -446,7 +453,7 @@ Deno.test("the state hash's whole state and the values since make the latest sta
   const topic = polledTopic(CELLS);
   const whole = decodeState(encodeState(topic, "node-a", 7));
   const next = pollAgain(topic, 2000);
-  const values = decodeState(encodeChange(topic, "node-a", 7));
+  const values = decodeState(encodeChange(topic, "node-a", 7).text);
   const latest = latestState(whole, values);
   assert.deepEqual(latest.rows!.cells, next);
   assert.equal(latest.rows!.shape, whole.rows!.shape);
