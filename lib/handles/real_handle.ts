@@ -85,6 +85,8 @@ interface CachedUnit {
   readonly addressKeys: readonly (string | undefined)[];
   /** The unit's distinct addresses. */
   readonly addresses: readonly string[];
+  /** The rows the last poll handed out: handed out again while no value changed. */
+  last?: RowSet;
 }
 
 /**
@@ -228,18 +230,32 @@ export function createRealHandle(options: RealHandleOptions): Handle {
         if (!dataByAddress.has(address)) dataByAddress.set(address, row); // the seed's LIMIT 1
       }
       const result = new Map<Unit, RowSet>();
-      for (const id of unitIds) {
-        const { shape, metadata, addressKeys } = units.get(id)!;
-        const cells = metadata.slice();
-        for (let i = 0, at = 0; i < addressKeys.length; i++, at += WIDTH) {
-          const key = addressKeys[i];
-          if (key !== undefined) cells[at + VALUE] = readValue(dataByAddress.get(key), cells[at + CODE]);
-        }
-        result.set(id, { shape, cells });
-      }
+      for (const id of unitIds) result.set(id, unitRows(units.get(id)!, dataByAddress));
       return result;
     },
   };
+}
+
+/**
+ * A unit's rows: its metadata with the values just read. While every value is the one the last
+ * poll handed out, that same object again (nothing copied, and the diff sees it unchanged at once).
+ */
+function unitRows(unit: CachedUnit, dataByAddress: ReadonlyMap<string, Row>): RowSet {
+  const { shape, metadata, addressKeys, last } = unit;
+  let cells = last === undefined ? metadata.slice() : undefined;
+  for (let i = 0, at = 0; i < addressKeys.length; i++, at += WIDTH) {
+    const key = addressKeys[i];
+    if (key === undefined) continue;
+    const value = readValue(dataByAddress.get(key), metadata[at + CODE]);
+    if (cells === undefined) {
+      if (last!.cells[at + VALUE] === value) continue;
+      cells = last!.cells.slice();
+    }
+    cells[at + VALUE] = value;
+  }
+  if (cells === undefined) return last!;
+  unit.last = { shape, cells };
+  return unit.last;
 }
 
 /** The metadata of these units (none asked: no query). */

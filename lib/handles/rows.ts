@@ -169,6 +169,7 @@ const RESHAPED = { kind: "reshaped" } as const;
  * ```
  */
 export function diffRows(previous: RowSet, next: RowSet): RowsDelta {
+  if (previous === next) return UNCHANGED; // a handle hands the same rows out again (real_handle.ts)
   const layout = next.shape.layout;
   if (previous.shape.layout !== layout) return RESHAPED;
   if (previous.shape === next.shape) return changedCells(previous, next, layout.varying);

@@ -294,15 +294,14 @@ for (const [name, open] of [["SQLite", sqliteBackend], ["MariaDB", mysqlBackend]
   );
 
   test(
-    "re-read metadata that did not change keeps its shape object; the cells are new",
+    "re-read metadata that did not change keeps its shape object, and with no value changed its rows",
     async (_b, source) => {
       const real = createRealHandle({ pointsRefreshPolls: 1 });
       const first = (await real.fetch(source, [12])).get(12) as RowSet;
       const second = (await real.fetch(source, [12])).get(12) as RowSet;
       assert.equal(source.calls.filter((c) => c.sql.includes("archive_device")).length, 2);
       assert.equal(second.shape, first.shape);
-      assert.notEqual(second.cells, first.cells);
-      assert.deepEqual(second.cells, first.cells);
+      assert.equal(second, first);
     },
   );
 
@@ -369,6 +368,26 @@ for (const [name, open] of [["SQLite", sqliteBackend], ["MariaDB", mysqlBackend]
       const at = seen.indexOf("Renamed");
       assert.ok(at >= 0, `renames seen: ${seen.join(", ")}`);
       assert.deepEqual(seen, [...new Array(at).fill("GW3 ua"), ...new Array(every - at).fill("Renamed")]);
+    },
+  );
+
+  test(
+    "a poll that changed no value hands the last poll's rows out again; a changed value makes new ones",
+    async (backend, source, real) => {
+      const first = await real.fetch(source, [12, 13]);
+      const again = await real.fetch(source, [12, 13]);
+      assert.equal(again.get(12), first.get(12));
+      assert.equal(again.get(13), first.get(13));
+      await backend.exec("UPDATE device_data_real SET ua = 230.5 WHERE equip_address = 'GW3'");
+      const changed = await real.fetch(source, [12, 13]);
+      assert.equal(changed.get(12), first.get(12)); // no point of unit 12 reads GW3
+      assert.notEqual(changed.get(13), first.get(13));
+      assert.deepEqual(joinPoints(changed.get(13) as RowSet), [{ ...EXPECTED_13[0], value: 230.5 }]);
+      assert.deepEqual(
+        joinPoints(first.get(13) as RowSet),
+        EXPECTED_13,
+        "the last poll's rows are untouched",
+      );
     },
   );
 

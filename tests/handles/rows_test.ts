@@ -52,6 +52,7 @@ Deno.test("row keys tell 1 from '1' and null, and join compound keys without col
 
 Deno.test("the same rows are unchanged", () => {
   assert.deepEqual(diffRows(BEFORE, tanks([1, 2.5, 20], [2, 3.0, 21], [3, 1.0, 19])), { kind: "unchanged" });
+  assert.deepEqual(diffRows(BEFORE, BEFORE), { kind: "unchanged" }, "the same object");
 });
 
 Deno.test("an UPDATE is an upsert of the changed row naming only its changed columns", () => {
