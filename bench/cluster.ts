@@ -540,7 +540,12 @@ class Watcher {
 
 /** Unit `unit`'s topic, its group's database that of its share of `units` split in `groups`. */
 function topicName(unit: number, groups = 1, units = unit): string {
-  return `${databaseName(Math.floor((unit - 1) * groups / units))}/real/${unit}`;
+  return `${databaseName(groupOf(unit, groups, units))}/real/${unit}`;
+}
+
+/** The group (0 .. groups - 1) a unit's topic is in: each holds an equal run of the units. */
+function groupOf(unit: number, groups: number, units: number): number {
+  return Math.floor((unit - 1) * groups / units);
 }
 
 /** The units of node `k` of 3 (thirds k and k+1); with more nodes, the same pattern modulo 3. */
@@ -648,7 +653,6 @@ function perNode(nodes: Node[], roles: string[], leases: string[][], active: Win
       role: roles[i],
       leases: leases[i],
       polls: active.pollsByNode[i],
-      queriesPerTick: round(active.queriesByNode[i] / ticks, 2),
       queriesPerPoll: round(active.queriesByNode[i] / Math.max(1, active.pollsByNode[i]), 2),
       framesPerTick: round(frames / ticks),
       cpuPercent: round(active.cpuMicros[i] / 10_000 / active.seconds),
@@ -663,6 +667,9 @@ function perNode(nodes: Node[], roles: string[], leases: string[][], active: Win
     };
   });
 }
+
+/** One node's part of a share measurement ({@link perNode}). */
+type NodeShare = ReturnType<typeof perNode>[number];
 
 function totals(active: Window) {
   const polls = Math.max(1, active.ticks);
@@ -736,7 +743,8 @@ async function stopLoad({ nodes, loaders, watchers }: LoadRun): Promise<void> {
  * The idle window comes first: one right after the changes carried their deferred cost (a
  * follower's CPU read 1.93-2.30% in the first 8 s after the changes stopped, 0.55-0.73% in the
  * next two and 0.76-0.88% before them; bench/README.md), which the "above idle" figures then took
- * away.
+ * away. A tick is a poll of each of `polledGroups` groups (all the layout's, unless the load holds
+ * topics in fewer).
  */
 async function share(
   run: LoadRun,
@@ -746,15 +754,17 @@ async function share(
   poller: Node,
   roles: string[],
   leases: string[][],
+  polledGroups: number = layout.groups,
 ) {
   const { intervalMs } = layout;
+  const polling = { intervalMs, groups: polledGroups };
   await delay(sizes.warmupMs);
-  const idle = await window(run.nodes, poller, plant, run.watchers, layout.idleTicks, layout);
+  const idle = await window(run.nodes, poller, plant, run.watchers, layout.idleTicks, polling);
   const stopDriver = plant.drive(layout.changedFraction, intervalMs);
   let active;
   try {
     await delay(intervalMs * 1.5);
-    active = await window(run.nodes, poller, plant, run.watchers, layout.ticks, layout);
+    active = await window(run.nodes, poller, plant, run.watchers, layout.ticks, polling);
   } finally {
     await stopDriver();
   }
@@ -974,22 +984,21 @@ async function scale(db: ServerInfo, redis: string, prefix: string, sizes: Clust
 /** The share measurement on ONE plain node under the first `loads` load processes. */
 async function shareOnOneNode(plant: BenchPlant, sizes: ClusterSizes, layout: ShareLayout, loads: number) {
   const run = await startLoad(plant, sizes, layout, 1, { loads });
-  // A tick is a poll of every group these loads' topics are in (one load: two of three groups).
-  const databases = new Set<string>();
+  // The groups these loads' topics are in (one load: two of three).
+  const groups = new Set<number>();
   for (let k = 0; k < loads; k++) {
-    for (const unit of unitsOf(k, sizes.units)) {
-      databases.add(topicName(unit, layout.groups, sizes.units).split("/")[0]);
-    }
+    for (const unit of unitsOf(k, sizes.units)) groups.add(groupOf(unit, layout.groups, sizes.units));
   }
   try {
     const { idle: _idle, active: _active, ...report } = await share(
       run,
       plant,
       sizes,
-      { ...layout, groups: databases.size },
+      layout,
       run.nodes[0],
       ["single"],
       [[]],
+      groups.size,
     );
     return { report, cpu: report.nodes[0] };
   } finally {
@@ -998,15 +1007,7 @@ async function shareOnOneNode(plant: BenchPlant, sizes: ClusterSizes, layout: Sh
 }
 
 /** Each cluster node's CPU per frame as a multiple of one plain node's, all CPU and above idle. */
-function cpuPerFrameAgainst(
-  nodes: readonly {
-    node: string;
-    role: string;
-    cpuMicrosPerFrame: number;
-    cpuMicrosPerFrameAboveIdle: number;
-  }[],
-  single: { cpuMicrosPerFrame: number; cpuMicrosPerFrameAboveIdle: number },
-) {
+function cpuPerFrameAgainst(nodes: readonly NodeShare[], single: NodeShare) {
   return nodes.map((n) => ({
     node: n.node,
     role: n.role,

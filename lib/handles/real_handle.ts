@@ -242,20 +242,19 @@ export function createRealHandle(options: RealHandleOptions): Handle {
  */
 function unitRows(unit: CachedUnit, dataByAddress: ReadonlyMap<string, Row>): RowSet {
   const { shape, metadata, addressKeys, last } = unit;
-  let cells = last === undefined ? metadata.slice() : undefined;
+  let cells: Cell[] | undefined; // copied at the first value that differs from the last rows'
   for (let i = 0, at = 0; i < addressKeys.length; i++, at += WIDTH) {
     const key = addressKeys[i];
     if (key === undefined) continue;
     const value = readValue(dataByAddress.get(key), metadata[at + CODE]);
     if (cells === undefined) {
-      if (last!.cells[at + VALUE] === value) continue;
-      cells = last!.cells.slice();
+      if (last !== undefined && last.cells[at + VALUE] === value) continue;
+      cells = (last?.cells ?? metadata).slice();
     }
     cells[at + VALUE] = value;
   }
-  if (cells === undefined) return last!;
-  unit.last = { shape, cells };
-  return unit.last;
+  if (cells === undefined && last !== undefined) return last;
+  return unit.last = { shape, cells: cells ?? metadata.slice() };
 }
 
 /** The metadata of these units (none asked: no query). */
