@@ -17,10 +17,11 @@
  *   `seq`s seen by one watcher client per node), and CPU per delivered frame of every node
  *   against the single node (raw, and above an idle window of the same nodes; CPU from each
  *   thread's `schedstat`, in nanoseconds, not `/proc/<pid>/stat`'s 10 ms ticks). And against a
- *   third reference: ONE plain node with one cluster node's load (the first load process: its
- *   clients and its two thirds of the topics), which tells the cluster's own cost a frame apart
- *   from the single node's larger fan-out (three times the frames for each topic's poll, diff and
- *   encode).
+ *   second reference: as many plain nodes as the cluster has, load process k on plain node k, all
+ *   at once (each polling its own topics): the same clients, topics and machine load as the
+ *   cluster without it. Cluster node k against plain node k is the cluster's own cost a frame;
+ *   the plain nodes against the single node are what spreading the clients costs, whatever
+ *   shares the polls (each changed topic's poll, diff and encode over a third of the frames).
  * - **failover**: the leaseholder (found by `/healthz` `cluster.leases`) is killed with SIGKILL and
  *   one value per third of the units is changed in the database at once; measured: time from the
  *   kill until the watchers on the surviving nodes have applied every new value (by the protocol's
@@ -380,6 +381,12 @@ async function health(port: number): Promise<ClusterHealth | undefined> {
 
 const POLLS = "gatecast_poll_duration_seconds_count";
 
+/**
+ * How long before a window's last poll is due its wait begins. A poll that ends earlier than that
+ * (its start delayed more than this) makes the window one poll longer; the polls are counted.
+ */
+const SCRAPE_LEAD_MS = 40;
+
 /** Resolves just after the node's next poll of the bench group has ended. */
 async function pollEnded(port: number, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -604,7 +611,10 @@ async function window(
   await pollEnded(poller.server.port);
   const before = await snapshot(nodes, plant);
   const updatesBefore = watchers.map((w) => w.updates.length);
-  await delay(ticks * intervalMs - intervalMs / 2);
+  // The polls end one interval apart: wait for the last one from just before it is due. Each
+  // scrape of pollEnded is work of the measured node; over half an interval (one every 10 ms)
+  // they raised the poller's CPU, most of all in the short idle window (bench/README.md).
+  await delay(ticks * intervalMs - SCRAPE_LEAD_MS);
   await pollEnded(poller.server.port);
   const after = await snapshot(nodes, plant);
   await delay(Math.min(300, intervalMs / 3)); // the last poll's states reach the followers' watchers
@@ -697,21 +707,18 @@ interface LoadRun {
 
 /**
  * Starts `count` nodes (cluster mode when `cluster`), the load and one watcher per load process:
- * every load process (one per cluster node), or with `loads` the first that many, each with the
- * clients and topics it has in every run.
+ * one load process per cluster node, load process k on node k % count, each with the clients and
+ * topics it has in every run.
  */
 async function startLoad(
   plant: BenchPlant,
   sizes: ClusterSizes,
   layout: ShareLayout,
   count: number,
-  { cluster, loads = sizes.nodes }: {
-    cluster?: { redis: string; prefix: string; leaseMs: number };
-    loads?: number;
-  } = {},
+  cluster?: { redis: string; prefix: string; leaseMs: number },
 ): Promise<LoadRun> {
   const nodes = await startNodes(plant, count, layout, cluster);
-  const loaders = Array.from({ length: loads }, () => new LoadProcess());
+  const loaders = Array.from({ length: sizes.nodes }, () => new LoadProcess());
   const watchers: Watcher[] = [];
   const run = { nodes, loaders, watchers };
   try {
@@ -981,13 +988,21 @@ async function scale(db: ServerInfo, redis: string, prefix: string, sizes: Clust
 
 // --- The scenario ---
 
-/** The share measurement on ONE plain node under the first `loads` load processes. */
-async function shareOnOneNode(plant: BenchPlant, sizes: ClusterSizes, layout: ShareLayout, loads: number) {
-  const run = await startLoad(plant, sizes, layout, 1, { loads });
-  // The groups these loads' topics are in (one load: two of three).
-  const groups = new Set<number>();
-  for (let k = 0; k < loads; k++) {
-    for (const unit of unitsOf(k, sizes.units)) groups.add(groupOf(unit, layout.groups, sizes.units));
+/**
+ * The share measurement on `count` plain nodes (no cluster section) under every load process,
+ * load process k on node k % count: ONE node with all of the load, or one node a load process,
+ * all at once (each polling its own topics).
+ */
+async function sharePlain(plant: BenchPlant, sizes: ClusterSizes, layout: ShareLayout, count: number) {
+  const run = await startLoad(plant, sizes, layout, count);
+  // A tick is a poll of every group each node's loads hold topics in (one load: two of three).
+  let polledGroups = 0;
+  for (let i = 0; i < count; i++) {
+    const groups = new Set<number>();
+    for (let k = i; k < sizes.nodes; k += count) {
+      for (const unit of unitsOf(k, sizes.units)) groups.add(groupOf(unit, layout.groups, sizes.units));
+    }
+    polledGroups += groups.size;
   }
   try {
     const { idle: _idle, active: _active, ...report } = await share(
@@ -996,24 +1011,30 @@ async function shareOnOneNode(plant: BenchPlant, sizes: ClusterSizes, layout: Sh
       sizes,
       layout,
       run.nodes[0],
-      ["single"],
-      [[]],
-      groups.size,
+      run.nodes.map(() => "plain"),
+      run.nodes.map(() => []),
+      polledGroups,
     );
-    return { report, cpu: report.nodes[0] };
+    return { report, cpu: report.nodes };
   } finally {
     await stopLoad(run);
   }
 }
 
-/** Each cluster node's CPU per frame as a multiple of one plain node's, all CPU and above idle. */
-function cpuPerFrameAgainst(nodes: readonly NodeShare[], single: NodeShare) {
-  return nodes.map((n) => ({
-    node: n.node,
-    role: n.role,
-    raw: round(n.cpuMicrosPerFrame / single.cpuMicrosPerFrame, 2),
-    aboveIdle: round(n.cpuMicrosPerFrameAboveIdle / single.cpuMicrosPerFrameAboveIdle, 2),
-  }));
+/**
+ * Each cluster node's CPU per frame as a multiple of a plain node's, all CPU and above idle:
+ * node i against `references[i]`, or against the one reference there is.
+ */
+function cpuPerFrameAgainst(nodes: readonly NodeShare[], references: readonly NodeShare[]) {
+  return nodes.map((n, i) => {
+    const reference = references[references.length === 1 ? 0 : i];
+    return {
+      node: n.node,
+      role: n.role,
+      raw: round(n.cpuMicrosPerFrame / reference.cpuMicrosPerFrame, 2),
+      aboveIdle: round(n.cpuMicrosPerFrameAboveIdle / reference.cpuMicrosPerFrameAboveIdle, 2),
+    };
+  });
 }
 
 export async function clusterScenario(db: ServerInfo, sizes: ClusterSizes) {
@@ -1028,14 +1049,16 @@ export async function clusterScenario(db: ServerInfo, sizes: ClusterSizes) {
     for (const [i, layout] of sizes.layouts.entries()) {
       // ONE plain node under the same load: the same load processes and topic lists.
       console.error(`bench: cluster: ${layout.name}: one node...`);
-      const single = await shareOnOneNode(plant, sizes, layout, sizes.nodes);
-      // One plain node with ONE cluster node's load (its clients, its two thirds of the topics):
-      // what a node costs a frame for the same clients, apart from the cluster.
-      console.error(`bench: cluster: ${layout.name}: one node, one node's load...`);
-      const sameLoad = await shareOnOneNode(plant, sizes, layout, 1);
+      const single = await sharePlain(plant, sizes, layout, 1);
+      // As many plain nodes as the cluster has, each with one cluster node's load, at once: the
+      // same clients, topics and machine load as the cluster, every node polling its own topics.
+      console.error(`bench: cluster: ${layout.name}: ${sizes.nodes} plain nodes at once...`);
+      const independent = await sharePlain(plant, sizes, layout, sizes.nodes);
       console.error(`bench: cluster: ${layout.name}: ${sizes.nodes} nodes...`);
       const clusterRun = await startLoad(plant, sizes, layout, sizes.nodes, {
-        cluster: { redis: redis.url, prefix: `${prefix}${i}:`, leaseMs: sizes.leaseMs },
+        redis: redis.url,
+        prefix: `${prefix}${i}:`,
+        leaseMs: sizes.leaseMs,
       });
       let shared;
       try {
@@ -1056,10 +1079,12 @@ export async function clusterScenario(db: ServerInfo, sizes: ClusterSizes) {
         ...layout,
         clientsPerTopicPerNode: sizes.clientsPerNode * layout.topicsPerClient / ((2 * sizes.units) / 3),
         single: single.report,
-        singleSameLoad: sameLoad.report,
+        independent: independent.report,
         cluster: sharedReport,
         cpuPerFrameVsSingle: cpuPerFrameAgainst(shared.nodes, single.cpu),
-        cpuPerFrameVsSameLoad: cpuPerFrameAgainst(shared.nodes, sameLoad.cpu),
+        cpuPerFrameVsIndependent: cpuPerFrameAgainst(shared.nodes, independent.cpu),
+        /** What spreading the clients costs without a cluster: each plain node against the one. */
+        independentVsSingle: cpuPerFrameAgainst(independent.cpu, single.cpu),
       });
     }
     console.error("bench: cluster: 1 node against 2 on one port (reusePort)...");
@@ -1117,7 +1142,7 @@ export function clusterTargets(r: any): { target: string; measured: string; ok: 
     );
     const against: [string, Ratio[]][] = [
       ["one node", layout.cpuPerFrameVsSingle],
-      ["one node with one node's load", layout.cpuPerFrameVsSameLoad],
+      [`its plain node of ${r.nodes} at once`, layout.cpuPerFrameVsIndependent],
     ];
     for (const [reference, ratios] of against) {
       add(

@@ -125,3 +125,42 @@ Deno.test("the latency summary takes nearest-rank percentiles of unsorted sample
   assert.equal(none.count, 0);
   assert.ok(Number.isNaN(none.p50) && Number.isNaN(none.p99));
 });
+
+Deno.test("the cluster scenario measures every reference, polls each group once and survives a killed leaseholder", async () => {
+  // deno-lint-ignore no-explicit-any
+  const report: any = await runBench("cluster");
+  const { layouts, failover } = report.cluster;
+  assert.equal(layouts.length, 2);
+  for (const layout of layouts) {
+    const { single, independent, cluster, groups } = layout;
+    assert.deepEqual(single.nodes.map((n: { role: string }) => n.role), ["plain"]);
+    assert.deepEqual(independent.nodes.map((n: { role: string }) => n.role), ["plain", "plain", "plain"]);
+    // Every group has one leaseholder, which runs the group's queries (at most two a poll);
+    // followers poll nothing.
+    const leases = cluster.nodes.flatMap((n: { leases: string[] }) => n.leases);
+    assert.equal(leases.length, groups, JSON.stringify(cluster.nodes));
+    for (const node of cluster.nodes) {
+      if (node.role === "follower") assert.equal(node.polls, 0);
+      else {assert.ok(
+          node.polls > 0 && node.queriesPerPoll > 0 && node.queriesPerPoll <= 2,
+          JSON.stringify(node),
+        );}
+    }
+    assert.ok(cluster.changedTopicsPerTick > 0, JSON.stringify(cluster));
+    // Each node compared with its own plain node, and each plain node with the single one.
+    assert.equal(layout.cpuPerFrameVsIndependent.length, 3);
+    assert.equal(layout.independentVsSingle.length, 3);
+  }
+  // The query and Redis targets are counts, not timings: they hold at any size.
+  const counted = report.targets.filter((t: { target: string }) => /queries|Redis states/.test(t.target));
+  assert.equal(counted.length, 3 * layouts.length);
+  for (const t of counted) assert.ok(t.ok, JSON.stringify(t));
+  // The leaseholder killed: another node took the group, and every survivor's watcher applied
+  // each new value after a fresh snapshot, no client dropped.
+  assert.notEqual(failover.newLeaseholder, failover.killed);
+  assert.equal(failover.survivorClientsDropped, 0);
+  for (const seen of failover.seenMs) {
+    assert.ok(seen.msFromKill.length > 0 && seen.msFromKill.every(Number.isFinite), JSON.stringify(seen));
+  }
+  for (const first of failover.firstFrames) assert.equal(first.none, 0, JSON.stringify(first));
+});
