@@ -547,12 +547,7 @@ class Watcher {
 
 /** Unit `unit`'s topic, its group's database that of its share of `units` split in `groups`. */
 function topicName(unit: number, groups = 1, units = unit): string {
-  return `${databaseName(groupOf(unit, groups, units))}/real/${unit}`;
-}
-
-/** The group (0 .. groups - 1) a unit's topic is in: each holds an equal run of the units. */
-function groupOf(unit: number, groups: number, units: number): number {
-  return Math.floor((unit - 1) * groups / units);
+  return `${databaseName(Math.floor((unit - 1) * groups / units))}/real/${unit}`;
 }
 
 /** The units of node `k` of 3 (thirds k and k+1); with more nodes, the same pattern modulo 3. */
@@ -606,7 +601,7 @@ async function window(
   plant: BenchPlant,
   watchers: Watcher[],
   ticks: number,
-  { intervalMs, groups }: Polling,
+  intervalMs: number,
 ) {
   await pollEnded(poller.server.port);
   const before = await snapshot(nodes, plant);
@@ -631,8 +626,11 @@ async function window(
   return {
     seconds,
     polls,
-    /** Polls of every group: one a group a tick, on whichever node polls it. */
-    ticks: polls / groups,
+    /**
+     * Poll intervals the window spans (it runs from the end of one of the poller's polls to the
+     * end of another): counted by time, not by polls, so that a group polled twice shows.
+     */
+    ticks: Math.round(seconds * 1000 / intervalMs),
     pollsByNode: nodes.map((_, i) => delta(i, POLLS)),
     comSelect: after.selects - before.selects,
     gatecastQueries: sum(nodes.map((_, i) => delta(i, "gatecast_db_queries_total"))),
@@ -682,17 +680,17 @@ function perNode(nodes: Node[], roles: string[], leases: string[][], active: Win
 type NodeShare = ReturnType<typeof perNode>[number];
 
 function totals(active: Window) {
-  const polls = Math.max(1, active.ticks);
+  const ticks = Math.max(1, active.ticks);
   return {
     polls: active.polls,
     ticks: active.ticks,
     comSelect: active.comSelect,
-    comSelectPerTick: round(active.comSelect / polls, 2),
-    gatecastQueriesPerTick: round(active.gatecastQueries / polls, 2),
-    changedTopicsPerTick: round(active.changedTopics / polls, 2),
-    redisMessagesSentPerTick: round(sum(active.messagesSent) / polls, 2),
-    redisStatesSentPerTick: round(sum(active.statesSent) / polls, 2),
-    framesPerTick: round(sum(active.framesSent) / polls, 1),
+    comSelectPerTick: round(active.comSelect / ticks, 2),
+    gatecastQueriesPerTick: round(active.gatecastQueries / ticks, 2),
+    changedTopicsPerTick: round(active.changedTopics / ticks, 2),
+    redisMessagesSentPerTick: round(sum(active.messagesSent) / ticks, 2),
+    redisStatesSentPerTick: round(sum(active.statesSent) / ticks, 2),
+    framesPerTick: round(sum(active.framesSent) / ticks, 1),
     machineBusyPercent: active.machineBusyPercent,
   };
 }
@@ -750,8 +748,7 @@ async function stopLoad({ nodes, loaders, watchers }: LoadRun): Promise<void> {
  * The idle window comes first: one right after the changes carried their deferred cost (a
  * follower's CPU read 1.93-2.30% in the first 8 s after the changes stopped, 0.55-0.73% in the
  * next two and 0.76-0.88% before them; bench/README.md), which the "above idle" figures then took
- * away. A tick is a poll of each of `polledGroups` groups (all the layout's, unless the load holds
- * topics in fewer).
+ * away.
  */
 async function share(
   run: LoadRun,
@@ -761,17 +758,15 @@ async function share(
   poller: Node,
   roles: string[],
   leases: string[][],
-  polledGroups: number = layout.groups,
 ) {
   const { intervalMs } = layout;
-  const polling = { intervalMs, groups: polledGroups };
   await delay(sizes.warmupMs);
-  const idle = await window(run.nodes, poller, plant, run.watchers, layout.idleTicks, polling);
+  const idle = await window(run.nodes, poller, plant, run.watchers, layout.idleTicks, intervalMs);
   const stopDriver = plant.drive(layout.changedFraction, intervalMs);
   let active;
   try {
     await delay(intervalMs * 1.5);
-    active = await window(run.nodes, poller, plant, run.watchers, layout.ticks, polling);
+    active = await window(run.nodes, poller, plant, run.watchers, layout.ticks, intervalMs);
   } finally {
     await stopDriver();
   }
@@ -995,15 +990,6 @@ async function scale(db: ServerInfo, redis: string, prefix: string, sizes: Clust
  */
 async function sharePlain(plant: BenchPlant, sizes: ClusterSizes, layout: ShareLayout, count: number) {
   const run = await startLoad(plant, sizes, layout, count);
-  // A tick is a poll of every group each node's loads hold topics in (one load: two of three).
-  let polledGroups = 0;
-  for (let i = 0; i < count; i++) {
-    const groups = new Set<number>();
-    for (let k = i; k < sizes.nodes; k += count) {
-      for (const unit of unitsOf(k, sizes.units)) groups.add(groupOf(unit, layout.groups, sizes.units));
-    }
-    polledGroups += groups.size;
-  }
   try {
     const { idle: _idle, active: _active, ...report } = await share(
       run,
@@ -1013,7 +999,6 @@ async function sharePlain(plant: BenchPlant, sizes: ClusterSizes, layout: ShareL
       run.nodes[0],
       run.nodes.map(() => "plain"),
       run.nodes.map(() => []),
-      polledGroups,
     );
     return { report, cpu: report.nodes };
   } finally {
@@ -1021,13 +1006,10 @@ async function sharePlain(plant: BenchPlant, sizes: ClusterSizes, layout: ShareL
   }
 }
 
-/**
- * Each cluster node's CPU per frame as a multiple of a plain node's, all CPU and above idle:
- * node i against `references[i]`, or against the one reference there is.
- */
+/** Each node's CPU per frame as a multiple of `references[i]`'s, all CPU and above idle. */
 function cpuPerFrameAgainst(nodes: readonly NodeShare[], references: readonly NodeShare[]) {
   return nodes.map((n, i) => {
-    const reference = references[references.length === 1 ? 0 : i];
+    const reference = references[i];
     return {
       node: n.node,
       role: n.role,
@@ -1081,10 +1063,10 @@ export async function clusterScenario(db: ServerInfo, sizes: ClusterSizes) {
         single: single.report,
         independent: independent.report,
         cluster: sharedReport,
-        cpuPerFrameVsSingle: cpuPerFrameAgainst(shared.nodes, single.cpu),
+        cpuPerFrameVsSingle: cpuPerFrameAgainst(shared.nodes, shared.nodes.map(() => single.cpu[0])),
         cpuPerFrameVsIndependent: cpuPerFrameAgainst(shared.nodes, independent.cpu),
         /** What spreading the clients costs without a cluster: each plain node against the one. */
-        independentVsSingle: cpuPerFrameAgainst(independent.cpu, single.cpu),
+        independentVsSingle: cpuPerFrameAgainst(independent.cpu, independent.cpu.map(() => single.cpu[0])),
       });
     }
     console.error("bench: cluster: 1 node against 2 on one port (reusePort)...");
@@ -1122,11 +1104,11 @@ export function clusterTargets(r: any): { target: string; measured: string; ok: 
     const groups = layout.groups;
     add(
       `cluster (${at}): <= 2 queries/tick a group (${groups}), whole cluster`,
-      `${c.comSelectPerTick} Com_select a tick, ${c.comSelect} for ${c.polls} polls (gatecast's ${c.gatecastQueriesPerTick}; one node ${layout.single.comSelectPerTick})`,
-      // The window is cut at one leaseholder's polls: another group's poll can be under way at an
-      // edge, its queries already counted by the server and not yet by its node, so up to one
-      // poll of each other group more.
-      c.comSelect <= 2 * (c.polls + groups - 1),
+      `${c.comSelectPerTick} Com_select a tick, ${c.comSelect} over ${c.ticks} ticks (gatecast's ${c.gatecastQueriesPerTick}; one node ${layout.single.comSelectPerTick})`,
+      // One poll of each group a tick, two queries each. The window is cut at one leaseholder's
+      // polls: another group's poll can be under way at an edge, its queries already counted by
+      // the server and not yet by its node, so up to one poll of each other group more.
+      c.comSelect <= 2 * (groups * c.ticks + groups - 1),
     );
     add(
       `cluster (${layout.name}): <= 2 queries a poll of each group (its leaseholder's)`,
